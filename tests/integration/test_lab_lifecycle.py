@@ -1,0 +1,116 @@
+"""The lab itself, on real hosts: boot, isolation, stale-state sweeps and clean teardown.
+
+Uses its own lab ("itest", 10.231.2.0/24) so it never touches the molecule or demo labs.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lab
+import pytest
+
+LAB_PY = Path(__file__).resolve().parents[2] / "molecule" / "lab" / "lab.py"
+KEY = lab.LAB_DIR / "ssh" / "id_ed25519"
+ADDRESSES = {"h12": "10.231.2.12", "h13": "10.231.2.13"}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inventory")
+    (root / "group_vars").mkdir()
+    (root / "hosts.yml").write_text(
+        "all:\n  hosts:\n"
+        f"    h12:\n      ansible_host: {ADDRESSES['h12']}\n      webstack_lab_image: debian12\n"
+        f"    h13:\n      ansible_host: {ADDRESSES['h13']}\n      webstack_lab_image: debian13\n"
+    )
+    (root / "group_vars" / "all.yml").write_text("webstack_lab_name: itest\nwebstack_lab_gateway: 10.231.2.1/24\n")
+    yield str(root)
+    subprocess.run([sys.executable, str(LAB_PY), "down", "-i", str(root)], check=False)
+
+
+def lab_cmd(*args, check=True):
+    return subprocess.run([sys.executable, str(LAB_PY), *args], check=check, text=True, capture_output=True)
+
+
+def ssh(address, command):
+    return subprocess.run([*lab.ssh_base_args(KEY), f"root@{address}", command],
+                          text=True, capture_output=True, timeout=60)
+
+
+def status_is_empty(inventory):
+    return lab_cmd("status", "-i", inventory, check=False).returncode == 3
+
+
+def test_up_boots_every_host_with_systemd_running(inventory):
+    lab_cmd("up", "-i", inventory)
+    for name, address in ADDRESSES.items():
+        result = ssh(address, "hostname; ps -p 1 -o comm=; systemctl is-system-running")
+        assert result.stdout.split() == [name, "systemd", "running"], result.stderr
+
+
+def guest_init_cgroup(nspawn_pid):
+    children = subprocess.run(["pgrep", "-P", str(nspawn_pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1
+    lines = Path(f"/proc/{children[0]}/cgroup").read_text().splitlines()
+    return next(line.split(":", 2)[2] for line in lines if line.split(":")[1] in ("name=systemd", ""))
+
+
+def test_each_host_has_its_own_cgroup_tree(inventory):
+    """Guests sharing one tree fight over unit cgroups (units fail with 219/CGROUP)."""
+    groups = {guest_init_cgroup(pid) for pid in lab.nspawn_pids("wsl-itest-")}
+    assert groups == {"/webstack-lab/itest-h12/payload/init.scope", "/webstack-lab/itest-h13/payload/init.scope"}
+    for address in ADDRESSES.values():
+        assert ssh(address, "systemd-run --unit=labprobe sleep 600").returncode == 0
+    assert ssh(ADDRESSES["h12"], "systemctl stop labprobe").returncode == 0
+    assert ssh(ADDRESSES["h13"], "systemctl is-active labprobe").stdout.strip() == "active"
+
+
+def test_up_after_lost_state_replaces_the_stale_hosts(inventory):
+    old_pids = set(lab.nspawn_pids("wsl-itest-"))
+    assert len(old_pids) == 2
+    subprocess.run(["rm", "-rf", str(lab.RUN_DIR / "itest")], check=True)
+    result = lab_cmd("up", "-i", inventory)
+    assert "removed stale state of lab itest" in result.stdout
+    new_pids = set(lab.nspawn_pids("wsl-itest-"))
+    assert len(new_pids) == 2 and not (new_pids & old_pids)
+    assert ssh(ADDRESSES["h13"], "systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_down_leaves_nothing_and_spares_what_others_made(inventory):
+    # Things another tool made, with names and comments close to the lab's.
+    subprocess.run(["ip", "netns", "add", "wslx-foreign"], check=True)
+    subprocess.run(["ip", "link", "add", "wslx-br", "type", "bridge"], check=True)
+    foreign_rule = ["FORWARD", "-i", "wslx-br", "-m", "comment", "--comment", "webstack-other", "-j", "ACCEPT"]
+    subprocess.run(["iptables", "-w", "-A", *foreign_rule], check=True)
+    try:
+        result = lab_cmd("down", "-i", inventory)
+        assert "killed" not in result.stdout, "a host did not power off by itself"
+        assert status_is_empty(inventory)
+        assert not lab.nspawn_pids("wsl-itest-")
+        assert "wslx-foreign" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert subprocess.run(["ip", "link", "show", "wslx-br"], capture_output=True).returncode == 0
+        assert subprocess.run(["iptables", "-w", "-C", *foreign_rule], capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *foreign_rule], check=False)
+        subprocess.run(["ip", "link", "del", "wslx-br"], check=False)
+        subprocess.run(["ip", "netns", "del", "wslx-foreign"], check=False)
+
+
+def test_interrupted_up_is_cleaned_up(inventory):
+    proc = subprocess.Popen([sys.executable, str(LAB_PY), "up", "-i", inventory],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill it hard once the network exists but before the hosts are up.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "wsl-itest-h12" not in lab.lab_netns("wsl-itest-"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not status_is_empty(inventory), "the interrupted run should have left state to sweep"
+    lab_cmd("down", "-i", inventory)
+    assert status_is_empty(inventory)
