@@ -1,0 +1,99 @@
+# webstack.django - developer entry points. Run as root on Debian/Ubuntu (the lab
+# needs network namespaces and systemd-nspawn). `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LAB := $(BIN)/python molecule/lab/lab.py
+LAB_INVENTORY ?= examples/inventory/
+TEST_INVENTORY := molecule/inventory/
+LAB_APT_PACKAGES := systemd-container debootstrap iproute2 iptables openssh-client
+COLLECTION_LINK := .collections/ansible_collections/webstack/django
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt constraints-dev.txt examples/demoapp/requirements.txt examples/demoapp/requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints-dev.txt -r requirements-dev.txt -r examples/demoapp/requirements-test.txt
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+.PHONY: venv
+venv: $(BIN)/.installed $(COLLECTION_LINK) ## Create the virtualenv with the pinned tools
+
+.PHONY: lab-deps
+lab-deps: ## Install the Debian packages the lab needs (root)
+	@missing=""; for p in $(LAB_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+.PHONY: lint
+lint: venv ## yamllint and ansible-lint (production profile)
+	yamllint --strict .
+	ansible-lint
+	antsibull-changelog lint
+
+.PHONY: unit
+unit: venv ## Unit tests (tests/unit) and the demo app's own tests
+	pytest -q tests/unit
+	cd examples/demoapp && ../../$(BIN)/python -m pytest -q
+
+.PHONY: build
+build: venv ## Build the collection tarball and install it into a scratch path
+	rm -rf build && mkdir -p build
+	ansible-galaxy collection build --force --output-path build .
+	ansible-galaxy collection install --force -p build/collections build/webstack-django-*.tar.gz
+	test -f build/collections/ansible_collections/webstack/django/meta/runtime.yml
+
+.PHONY: base
+base: venv lab-deps ## Build (or reuse) the cached Debian 12 and 13 base trees
+	$(LAB) base
+
+.PHONY: lab-test
+lab-test: base ## Integration tests of the lab itself (boot, stale sweep, teardown)
+	pytest -q tests/integration
+
+.PHONY: molecule
+molecule: base ## Every molecule scenario on one shared lab (booted once, removed at the end)
+	molecule test --all --destroy=always
+	@$(LAB) status -i $(TEST_INVENTORY) >/dev/null && { echo "lab state left behind"; exit 1; } || test $$? -eq 3
+
+.PHONY: test
+test: lint unit build lab-test molecule ## Everything CI runs
+
+.PHONY: lab-up
+lab-up: base ## Boot the hosts of LAB_INVENTORY (default: the example inventory)
+	$(LAB) up -i $(LAB_INVENTORY)
+
+.PHONY: lab-down
+lab-down: venv ## Power off the hosts of LAB_INVENTORY and remove what the lab made
+	$(LAB) down -i $(LAB_INVENTORY)
+
+.PHONY: lab-status
+lab-status: venv ## Show what the lab has on this machine
+	-$(LAB) status
+
+.PHONY: demo
+demo: lab-up ## Boot the example lab and deploy the demo app to it
+	ansible all -i $(LAB_INVENTORY) -m ansible.builtin.ping
+	@if [ -f playbooks/deploy.yml ]; then \
+	  ansible-playbook -i $(LAB_INVENTORY) examples/deploy.yml; \
+	else \
+	  echo; echo "The deploy playbook is not in the collection yet (playbooks/deploy.yml):"; \
+	  echo "the lab hosts are up, but nothing was deployed."; \
+	fi
+	@$(LAB) where -i $(LAB_INVENTORY)
+
+.PHONY: clean
+clean: ## Remove build output (not the cached base trees)
+	rm -rf build .pytest_cache
