@@ -52,7 +52,7 @@ unit: venv ## Unit tests (tests/unit) and the demo app's own tests
 build: venv ## Build the collection tarball and install it into a scratch path
 	rm -rf build && mkdir -p build
 	ansible-galaxy collection build --force --output-path build .
-	ansible-galaxy collection install --force -p build/collections build/webstack-django-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=build/collections ansible-galaxy collection install --force -p build/collections build/webstack-django-*.tar.gz
 	test -f build/collections/ansible_collections/webstack/django/meta/runtime.yml
 
 .PHONY: base

@@ -21,6 +21,7 @@ Run as root: ``lab.py {base,up,down,status} -i INVENTORY`` (see ``--help``).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -225,9 +226,23 @@ def base_is_current(image: str) -> bool:
 
 
 def build_base(image: str, *, force: bool = False) -> None:
-    """Build the base tree for ``image`` unless a current one is cached."""
+    """Build the base tree for ``image`` unless a current one is cached.
+
+    A lock per image lets two labs come up at once: the second waits for the
+    first one's build and then reuses it.
+    """
     if base_is_current(image) and not force:
         return
+    lock_path = LAB_DIR / "base" / f".{image}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if base_is_current(image) and not force:
+            return
+        _build_base_locked(image, force=force)
+
+
+def _build_base_locked(image: str, *, force: bool) -> None:
     final = base_path(image)
     work = final.with_name(final.name + ".tmp")
     done = work / ".webstack-debootstrap-ok"
@@ -235,7 +250,6 @@ def build_base(image: str, *, force: bool = False) -> None:
     if not done.is_file() or force:
         if work.exists():
             shutil.rmtree(work)
-        work.parent.mkdir(parents=True, exist_ok=True)
         mirror = apt_mirror()
         log(f"building base tree {image} ({IMAGES[image]}) with debootstrap")
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",

@@ -28,6 +28,14 @@ def with_hostvar(host, key, value):
     return data
 
 
+def with_lab_var(key, value):
+    """The valid inventory with a lab-wide variable set to value on every host."""
+    data = copy.deepcopy(VALID)
+    for hostvars in data["_meta"]["hostvars"].values():
+        hostvars[key] = value
+    return data
+
+
 def test_valid_inventory_gives_sorted_hosts_with_default_image():
     result = lab.lab_from_inventory_data(VALID)
     assert result.name == "unit"
@@ -70,20 +78,14 @@ def test_bad_inventory_is_refused_naming_the_variable(data, message):
 
 @pytest.mark.parametrize("name", ["Test", "toolongname", "has-dash", "9lab"])
 def test_bad_lab_names_are_refused(name):
-    data = copy.deepcopy(VALID)
-    for hostvars in data["_meta"]["hostvars"].values():
-        hostvars["webstack_lab_name"] = name
     with pytest.raises(lab.LabError, match="webstack_lab_name"):
-        lab.lab_from_inventory_data(data)
+        lab.lab_from_inventory_data(with_lab_var("webstack_lab_name", name))
 
 
 @pytest.mark.parametrize("gateway", ["10.231.9.0/24", "10.231.9.1/32", "not-an-ip/24"])
 def test_bad_gateways_are_refused(gateway):
-    data = copy.deepcopy(VALID)
-    for hostvars in data["_meta"]["hostvars"].values():
-        hostvars["webstack_lab_gateway"] = gateway
     with pytest.raises(lab.LabError, match="webstack_lab_gateway"):
-        lab.lab_from_inventory_data(data)
+        lab.lab_from_inventory_data(with_lab_var("webstack_lab_gateway", gateway))
 
 
 def test_bad_host_name_is_refused():
