@@ -11,16 +11,19 @@ BIN := $(VENV)/bin
 LAB := $(BIN)/python molecule/lab/lab.py
 LAB_INVENTORY ?= examples/inventory/
 TEST_INVENTORY := molecule/inventory/
-LAB_APT_PACKAGES := systemd-container debootstrap iproute2 iptables openssh-client
+HOST_APT_PACKAGES := python3-venv systemd-container debootstrap iproute2 iptables openssh-client
 COLLECTION_LINK := .collections/ansible_collections/webstack/django
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+# Fail if the lab of inventory $(1) left any host, namespace, link, cgroup or rule (status exits 3 when clean).
+assert_lab_gone = @$(LAB) status -i $(1) >/dev/null && { echo "lab state of $(1) left behind"; exit 1; } || test $$? -eq 3
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements-dev.txt constraints-dev.txt examples/demoapp/requirements.txt examples/demoapp/requirements-test.txt
+$(BIN)/.installed: requirements-dev.txt constraints-dev.txt examples/demoapp/requirements.txt examples/demoapp/requirements-test.txt | host-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints-dev.txt -r requirements-dev.txt -r examples/demoapp/requirements-test.txt
 	touch $@
@@ -32,9 +35,9 @@ $(COLLECTION_LINK):
 .PHONY: venv
 venv: $(BIN)/.installed $(COLLECTION_LINK) ## Create the virtualenv with the pinned tools
 
-.PHONY: lab-deps
-lab-deps: ## Install the Debian packages the lab needs (root)
-	@missing=""; for p in $(LAB_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+.PHONY: host-deps
+host-deps: ## Install the Debian packages the venv and the lab need (root)
+	@missing=""; for p in $(HOST_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 
 .PHONY: lint
@@ -56,7 +59,7 @@ build: venv ## Build the collection tarball and install it into a scratch path
 	test -f build/collections/ansible_collections/webstack/django/meta/runtime.yml
 
 .PHONY: base
-base: venv lab-deps ## Build (or reuse) the cached Debian 12 and 13 base trees
+base: venv ## Build (or reuse) the cached Debian 12 and 13 base trees
 	$(LAB) base
 
 .PHONY: lab-test
@@ -66,7 +69,7 @@ lab-test: base ## Integration tests of the lab itself (boot, stale sweep, teardo
 .PHONY: molecule
 molecule: base ## Every molecule scenario on one shared lab (booted once, removed at the end)
 	molecule test --all --destroy=always
-	@$(LAB) status -i $(TEST_INVENTORY) >/dev/null && { echo "lab state left behind"; exit 1; } || test $$? -eq 3
+	$(call assert_lab_gone,$(TEST_INVENTORY))
 
 .PHONY: test
 test: lint unit build lab-test molecule ## Everything CI runs
@@ -78,6 +81,7 @@ lab-up: base ## Boot the hosts of LAB_INVENTORY (default: the example inventory)
 .PHONY: lab-down
 lab-down: venv ## Power off the hosts of LAB_INVENTORY and remove what the lab made
 	$(LAB) down -i $(LAB_INVENTORY)
+	$(call assert_lab_gone,$(LAB_INVENTORY))
 
 .PHONY: lab-status
 lab-status: venv ## Show what the lab has on this machine

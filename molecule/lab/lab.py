@@ -565,7 +565,7 @@ def wait_running(lab: Lab, host: Host, key: Path, pid: int, timeout: float) -> f
 def up(lab: Lab, timeout: float) -> None:
     for tool in ("systemd-nspawn", "debootstrap", "iptables", "ssh"):
         if shutil.which(tool) is None:
-            raise LabError(f"{tool} is not installed: run 'make lab-deps' (apt packages)")
+            raise LabError(f"{tool} is not installed: run 'make host-deps' (apt packages)")
     stale = sweep(lab.mark, f"wsl-{lab.name}-")
     if stale:
         log(f"removed stale state of lab {lab.name}: {', '.join(stale)}")
