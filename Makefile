@@ -68,6 +68,7 @@ lab-test: base ## Integration tests of the lab itself (boot, stale sweep, teardo
 
 .PHONY: molecule
 molecule: base ## Every molecule scenario on one shared lab (booted once, removed at the end)
+	molecule destroy --all  # forget hosts an earlier run left "created": every run boots fresh ones
 	molecule test --all --destroy=always
 	$(call assert_lab_gone,$(TEST_INVENTORY))
 
