@@ -72,6 +72,11 @@ molecule: base ## Every molecule scenario on one shared lab (booted once, remove
 	molecule test --all --destroy=always
 	$(call assert_lab_gone,$(TEST_INVENTORY))
 
+.PHONY: bench-appservers
+bench-appservers: base ## Requests/s on /health/ per server kind over its socket (prints JSON lines)
+	mkdir -p build
+	tools/bench_appservers.sh
+
 .PHONY: test
 test: lint unit build lab-test molecule ## Everything CI runs
 

@@ -51,3 +51,12 @@ def test_every_option_is_described(role):
     for name, option in spec(role)["options"].items():
         assert option.get("description"), f"{role}: {name} has no description"
         assert option.get("type"), f"{role}: {name} has no type"
+
+
+def test_role_docs_are_generated_from_the_current_specs():
+    import subprocess
+    import sys
+
+    tool = ROLES.parent / "tools" / "role_docs.py"
+    result = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
