@@ -28,6 +28,13 @@ $(BIN)/.installed: requirements-dev.txt constraints-dev.txt examples/demoapp/req
 	$(BIN)/pip install --quiet -c constraints-dev.txt -r requirements-dev.txt -r examples/demoapp/requirements-test.txt
 	touch $@
 
+# sslyze needs its own virtualenv (it pins an older cryptography than the dev tools).
+SSLYZE_VENV := .venv-sslyze
+$(SSLYZE_VENV)/.installed: requirements-sslyze.txt | host-deps
+	$(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/pip install --quiet -r requirements-sslyze.txt
+	touch $@
+
 $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
@@ -45,6 +52,7 @@ lint: venv ## yamllint and ansible-lint (production profile)
 	yamllint --strict .
 	ansible-lint
 	antsibull-changelog lint
+	tools/sanity.sh
 
 .PHONY: unit
 unit: venv ## Unit tests (tests/unit) and the demo app's own tests
@@ -67,7 +75,7 @@ lab-test: base ## Integration tests of the lab itself (boot, stale sweep, teardo
 	pytest -q tests/integration
 
 .PHONY: molecule
-molecule: base ## Every molecule scenario on one shared lab (booted once, removed at the end)
+molecule: base $(SSLYZE_VENV)/.installed ## Every molecule scenario on one shared lab (booted once, removed at the end)
 	molecule destroy --all  # forget hosts an earlier run left "created": every run boots fresh ones
 	molecule test --all --destroy=always
 	$(call assert_lab_gone,$(TEST_INVENTORY))

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_ROLES = ["gunicorn", "uvicorn", "daphne"]
+PUBLIC_ROLES = ["gunicorn", "uvicorn", "daphne", "nginx", "env_file"]
 
 
 def plain(text: str) -> str:

@@ -16,7 +16,7 @@ description:
     C(UvicornWorker), either on its unix socket (for example before nginx is switched to a new slot) or on a TCP
     address, and checks that the handshake succeeds.
   - The handshake must be answered with HTTP status 101 and a correct C(Sec-WebSocket-Accept) header.
-  - Unless O(expect_echo=false), the module then sends O(message) in one masked text frame and expects the same text
+  - Unless O(expect_echo=false), the module then sends O(text) in one masked text frame and expects the same text
     back in a text message. Pings from the server are answered, pongs are skipped, and a close frame from the server
     fails the probe with its close code and reason.
   - The connection is always ended with a close frame (code 1000).
@@ -24,7 +24,7 @@ description:
   - Plain HTTP only; TLS (C(wss://)) is not supported. Probe the app server or nginx on its plain-HTTP listener.
   - The module never changes anything; it always reports RV(ignore:changed=false).
 author:
-  - webstack.django maintainers
+  - webstack.django maintainers (!UNKNOWN)
 options:
   unix_socket:
     description:
@@ -57,14 +57,14 @@ options:
       - Django Channels' C(AllowedHostsOriginValidator) rejects a handshake without an allowed C(Origin).
       - Defaults to C(http://) followed by O(host_header).
     type: str
-  message:
+  text:
     description:
       - Text sent to the server in one text frame. The server must send exactly the same text back.
     type: str
     default: webstack-probe
   expect_echo:
     description:
-      - If V(true), send O(message) and require the same text back.
+      - If V(true), send O(text) and require the same text back.
       - If V(false), only the handshake (status 101 and a correct C(Sec-WebSocket-Accept)) is checked and no message
         is sent.
     type: bool
@@ -116,7 +116,7 @@ EXAMPLES = r"""
     host_header: shop.example.com
     origin: https://shop.example.com
     path: /ws/echo/
-    message: "deploy {{ ansible_date_time.iso8601 }}"
+    text: "deploy {{ ansible_date_time.iso8601 }}"
     retries: 10
     delay: 1
   register: ws_probe
@@ -600,7 +600,7 @@ def connect(unix_socket=None, host=None, port=None, timeout=5.0):
 
 
 def probe_once(unix_socket=None, host=None, port=None, path="/ws/echo/", host_header="localhost", origin=None,
-               message="webstack-probe", expect_echo=True, timeout=5.0):
+               text="webstack-probe", expect_echo=True, timeout=5.0):
     """One probe attempt. Returns a result dict or raises ProbeError."""
     if origin is None:
         origin = "http://%s" % host_header
@@ -619,10 +619,10 @@ def probe_once(unix_socket=None, host=None, port=None, path="/ws/echo/", host_he
         upgraded = verify_handshake(status, reason, headers, key)
         echo = None
         if expect_echo:
-            conn.send(encode_frame(OP_TEXT, message), "the message")
+            conn.send(encode_frame(OP_TEXT, text), "the message")
             echo = conn.read_text_message("the echo of the message")
-            if echo != message:
-                raise ProbeError("echo mismatch: sent %s, got %s" % (_shorten(message), _shorten(echo)), status)
+            if echo != text:
+                raise ProbeError("echo mismatch: sent %s, got %s" % (_shorten(text), _shorten(echo)), status)
         elapsed = time.monotonic() - start
     except ProbeError as e:
         if e.status is None:
@@ -678,7 +678,7 @@ def main():
             path=dict(type="str", default="/ws/echo/"),
             host_header=dict(type="str", required=True),
             origin=dict(type="str"),
-            message=dict(type="str", default="webstack-probe"),
+            text=dict(type="str", default="webstack-probe"),
             expect_echo=dict(type="bool", default=True),
             timeout=dict(type="float", default=5.0),
             retries=dict(type="int", default=0),
@@ -720,7 +720,7 @@ def main():
         path=p["path"],
         host_header=p["host_header"],
         origin=p["origin"],
-        message=p["message"],
+        text=p["text"],
         expect_echo=p["expect_echo"],
         timeout=p["timeout"],
     )

@@ -32,6 +32,8 @@ def identity(request):
         "slot": settings.WEBSTACK_SLOT,
         "interface": interface_of(request),
         "host": socket.gethostname(),
+        # What Django concluded from the proxy's X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER).
+        "scheme": request.scheme,
     }
 
 

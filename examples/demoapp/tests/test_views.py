@@ -24,8 +24,15 @@ def test_health_reports_identity_over_wsgi(client):
     assert body["slot"] == TEST_ENV["WEBSTACK_SLOT"]
     assert body["interface"] == "wsgi"
     assert body["host"] == socket.gethostname()
+    assert body["scheme"] == "http"
     assert body["database"] == connection.vendor
     assert isinstance(body["pid"], int)
+
+
+@pytest.mark.django_db
+def test_health_reports_https_behind_a_proxy_that_says_so(client):
+    body = client.get("/health/", headers={"X-Forwarded-Proto": "https"}).json()
+    assert body["scheme"] == "https"
 
 
 @pytest.mark.django_db

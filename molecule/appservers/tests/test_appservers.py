@@ -47,7 +47,7 @@ def test_asgi_units_echo_a_websocket_message(host, app, unit):
     else:
         target = {"unix_socket": socket_of(unit)}
     args = " ".join(f"{k}={v}" for k, v in {**target, "host_header": "localhost"}.items())
-    result = host.ansible("webstack.django.websocket_probe", f"{args} message='hello {unit}'", check=False)
+    result = host.ansible("webstack.django.websocket_probe", f"{args} text='hello {unit}'", check=False)
     assert result.get("failed") is not True, result.get("msg")
     assert result["status"] == 101 and result["echo"] == f"hello {unit}"
 
@@ -70,13 +70,16 @@ def test_no_app_server_listens_beyond_loopback(host):
 
 @pytest.mark.parametrize("app", [a for a in APPS if a["vars"].get("webstack_django_listen") != "loopback"],
                          ids=lambda a: a["app"])
-def test_sockets_reachable_only_by_the_app_group(host, app):
+def test_sockets_reachable_only_by_the_proxy_group(host, app):
     runtime = host.file(f"/run/{app['app']}")
-    assert (runtime.user, runtime.group, runtime.mode) == (app["app"], app["app"], 0o750)
+    assert (runtime.user, runtime.group, runtime.mode) == (app["app"], "www-data", 0o750)
     for unit in units_of(app):
         sock = host.file(socket_of(unit))
-        assert sock.is_socket and (sock.user, sock.group) == (app["app"], app["app"])
-        # Another local user cannot connect (the directory keeps it out, whatever the socket's mode).
+        assert sock.is_socket and sock.user == app["app"]
+        # nginx's user connects; another local user cannot (the directory keeps it out, whatever the socket's mode).
+        allowed = host.run(f"runuser -u www-data -- curl -s -o /dev/null -w '%{{http_code}}' "
+                           f"--unix-socket {socket_of(unit)} http://localhost/health/")
+        assert allowed.stdout == "200"
         denied = host.run(f"runuser -u nobody -- curl -s --unix-socket {socket_of(unit)} http://localhost/health/")
         assert denied.rc == 7 and denied.stdout == ""
 

@@ -256,7 +256,7 @@ def test_echo_over_unix_socket(servers, tmp_path):
 
 def test_echo_over_tcp(servers):
     port = servers.tcp(echo)
-    result, failure = wp.probe(host="127.0.0.1", port=port, host_header=HOST, message="héllo ✓")
+    result, failure = wp.probe(host="127.0.0.1", port=port, host_header=HOST, text="héllo ✓")
     assert failure is None
     assert result["echo"] == "héllo ✓"
     assert result["attempts"] == 1
@@ -266,7 +266,7 @@ def test_echo_over_tcp(servers):
 def test_long_messages_round_trip(servers, tmp_path, size):
     path = servers.unix(echo, tmp_path / "e.sock")
     message = "".join(chr(ord("a") + i % 26) for i in range(size))
-    result = wp.probe_once(**probe_args(unix_socket=path, message=message))
+    result = wp.probe_once(**probe_args(unix_socket=path, text=message))
     assert result["echo"] == message
 
 
@@ -300,7 +300,7 @@ def test_rejected_handshake_reports_403(servers, tmp_path):
 
 def test_echo_mismatch(servers, tmp_path):
     path = servers.unix(answer_other, tmp_path / "o.sock")
-    error = expect_failure(unix_socket=path, message="a")
+    error = expect_failure(unix_socket=path, text="a")
     assert error.msg == "echo mismatch: sent 'a', got 'something else'"
     assert error.status == 101
 
@@ -330,7 +330,7 @@ def test_fragmented_answer_is_reassembled(servers, monkeypatch):
     monkeypatch.setattr(wp, "decode_frame", record)
     port = servers.tcp(fragmented_echo)
     message = "fragmented-" * 30
-    assert wp.probe_once(**probe_args(host="127.0.0.1", port=port, message=message))["echo"] == message
+    assert wp.probe_once(**probe_args(host="127.0.0.1", port=port, text=message))["echo"] == message
     # the answer really came in pieces: a non-final text frame, then continuation frames
     assert frames[0] == (False, wp.OP_TEXT)
     assert (False, wp.OP_CONTINUATION) in frames
@@ -460,7 +460,7 @@ class RawServer:
         self.thread.start()
 
     def _serve(self):
-        conn, _ = self.listener.accept()
+        conn = self.listener.accept()[0]
         with conn:
             conn.settimeout(5)
             data = b""
@@ -561,6 +561,20 @@ def test_main_success_in_check_mode(servers, capsys):
     assert result["attempts"] == 1
     assert isinstance(result["elapsed"], float)
     assert "sec-websocket-accept" in result["response_headers"]
+
+
+def test_main_sends_the_text_option(servers, capsys):
+    port = servers.tcp(echo)
+    code, result = run_main(capsys, {"host": "127.0.0.1", "port": port, "host_header": HOST, "text": "hello ✓"})
+    assert code == 0
+    assert result["echo"] == "hello ✓"
+
+
+def test_main_has_no_message_option(capsys):
+    # "message" is reserved by ansible-test's validate-modules; the option is called "text".
+    code, result = run_main(capsys, {"host": "127.0.0.1", "port": 80, "host_header": HOST, "message": "x"})
+    assert code == 1
+    assert "Unsupported parameters" in result["msg"] and "message" in result["msg"]
 
 
 def test_main_failure_reports_status_and_attempts(servers, tmp_path, capsys):
