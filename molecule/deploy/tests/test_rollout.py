@@ -1,0 +1,200 @@
+"""The rollout of the issue, step by step, on web1 (Debian 12) and web2 (Debian 13).
+
+converge did step 1 (first deploy on gunicorn, twice: molecule's idempotence).
+Each later test runs one playbook as a user would, then looks from outside:
+/health/ through nginx on every host says which release and server kind answer,
+the migration of r2 has run exactly once, and running the same step again
+changes nothing. The tests run in order; each builds on the one before.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import RELEASES, WEB, WebSocket, health, playbook, state
+
+R2 = str(RELEASES / "r2")
+SEEN: dict[str, str] = {}
+
+
+def serving(hosts, kind: str, slot: str) -> str:
+    """Assert every web server serves one release on `kind` from `slot`; return the release."""
+    answers = {name: health(name) for name in WEB}
+    for name, answer in answers.items():
+        assert answer["status"] == 200, (name, answer)
+        assert answer["server"] == kind, (name, answer)
+        active = state(hosts[name])["active"]
+        assert active["slot"] == slot, (name, active)
+        assert answer["release"] == active["release"], (name, answer, active)
+        for unit in active["units"]:
+            assert hosts[name].service(unit).is_running, (name, unit)
+    releases = {answer["release"] for answer in answers.values()}
+    assert len(releases) == 1, f"hosts serve different releases: {answers}"
+    return releases.pop()
+
+
+def migration_runs(hosts) -> int:
+    """How many times r2's data migration has run (it adds one row per run)."""
+    out = hosts["db1"].check_output(
+        "runuser -u postgres -- psql -d demo -tAc \"select count(*) from pulse_hit where release='migration-0002'\"")
+    return int(out.strip())
+
+
+def migrate_audit_lines(hosts) -> int:
+    """Audit log lines, over all web servers, of a deploy that applied migrations."""
+    return sum(int(hosts[name].check_output("grep -c ' migrate: ' /var/log/webstack-demo.log || true") or 0)
+               for name in WEB)
+
+
+def slot_units_stopped(hosts, slot: str) -> None:
+    for name in WEB:
+        out = hosts[name].check_output(f"systemctl list-units --state=active --plain --no-legend 'demo-{slot}-*' || true")
+        assert out.strip() == "", (name, out)
+
+
+def rerun_changes_nothing(name: str, *args, **extra) -> None:
+    again = playbook(name, *args, **extra)
+    assert again.rc == 0, again
+    for host in WEB:
+        assert again.changed(host) == 0, (host, again.recap, again)
+
+
+def test_1_first_deploy_on_gunicorn(hosts):
+    SEEN["r1"] = serving(hosts, "gunicorn-sync", "blue")
+    assert migration_runs(hosts) == 0
+    for name in WEB:
+        env = hosts[name].file("/etc/demo/demo.env")
+        assert (env.user, env.group, env.mode) == ("root", "demo", 0o640)
+
+
+def test_2_new_release_migrates_once(hosts):
+    run = playbook("deploy", webstack_release_source=R2)
+    assert run.rc == 0, run
+    SEEN["r2"] = serving(hosts, "gunicorn-sync", "green")
+    assert SEEN["r2"] != SEEN["r1"]
+    assert migration_runs(hosts) == 1
+    assert migrate_audit_lines(hosts) == 1
+    slot_units_stopped(hosts, "blue")
+    rerun_changes_nothing("deploy", webstack_release_source=R2)
+    assert migration_runs(hosts) == 1
+
+
+def test_3_switch_to_uvicorn(hosts):
+    run = playbook("deploy", webstack_release_source=R2, webstack_deploy_server="uvicorn")
+    assert run.rc == 0, run
+    assert serving(hosts, "uvicorn", "blue") == SEEN["r2"]
+    slot_units_stopped(hosts, "green")
+    ws = WebSocket(WEB[0], "/ws/echo/")
+    assert ws.status == 101
+    ws.send("through nginx to uvicorn")
+    assert ws.receive() == "through nginx to uvicorn"
+    ws.close()
+    rerun_changes_nothing("deploy", webstack_release_source=R2, webstack_deploy_server="uvicorn")
+    assert migration_runs(hosts) == 1
+
+
+def test_4_rollback_to_gunicorn(hosts):
+    run = playbook("rollback")
+    assert run.rc == 0, run
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r2"]
+    slot_units_stopped(hosts, "blue")
+    for name in WEB:
+        assert state(hosts[name])["active"]["rolled_back_from"] == SEEN["r2"]
+    rerun_changes_nothing("rollback")
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r2"]
+    assert migration_runs(hosts) == 1
+
+
+def test_5_hybrid_gunicorn_and_daphne(hosts):
+    run = playbook("deploy", webstack_release_source=R2, webstack_deploy_server="hybrid")
+    assert run.rc == 0, run
+    assert serving(hosts, "gunicorn-sync", "blue") == SEEN["r2"]
+    for name in WEB:
+        active = state(hosts[name])["active"]
+        assert active["server"] == "hybrid" and active["websocket_paths"] == ["/ws/"]
+        assert any("daphne@" in unit for unit in active["units"])
+    # A broadcast sent through web1 reaches a client connected to web2 (Redis on db1).
+    listener = WebSocket(WEB[1], "/ws/broadcast/")
+    sender = WebSocket(WEB[0], "/ws/broadcast/")
+    assert (listener.status, sender.status) == (101, 101)
+    sender.send(json.dumps({"hello": "from web1"}))
+    got = json.loads(listener.receive())
+    assert got["message"] == {"hello": "from web1"}
+    assert got["from"] == hosts[WEB[0]].check_output("hostname")
+    listener.close()
+    sender.close()
+    rerun_changes_nothing("deploy", webstack_release_source=R2, webstack_deploy_server="hybrid")
+    assert migration_runs(hosts) == 1
+
+
+def test_6_rollback_from_hybrid(hosts):
+    run = playbook("rollback")
+    assert run.rc == 0, run
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r2"]
+    slot_units_stopped(hosts, "blue")
+    for name in WEB:
+        assert state(hosts[name])["active"]["server"] == "gunicorn"
+    rerun_changes_nothing("rollback")
+    assert migration_runs(hosts) == 1
+
+
+def test_7_broken_release_stops_on_the_first_host(hosts):
+    releases_before = {name: hosts[name].check_output("ls /srv/demo/releases") for name in WEB}
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r3"), webstack_deploy_serial=1)
+    assert run.rc != 0, run
+    assert run.recap[WEB[0]]["failed"] >= 1, run
+    assert "broken on purpose" in run.output
+    # The site keeps serving the old release everywhere; the second host was never touched.
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r2"]
+    assert hosts[WEB[1]].check_output("ls /srv/demo/releases") == releases_before[WEB[1]]
+    assert "deploy FAILED" in hosts[WEB[0]].file("/var/log/webstack-demo.log").content_string
+    assert not hosts[WEB[0]].file("/var/lib/webstack/demo.lock").exists
+    slot_units_stopped(hosts, "blue")
+
+
+def test_8_a_held_lock_refuses_a_second_deploy(hosts):
+    web1 = hosts[WEB[0]]
+    web1.run_expect([0], "echo 'deploy by someone@elsewhere since 2026-01-01T00:00:00Z' > /var/lib/webstack/demo.lock")
+    refused = playbook("deploy", webstack_release_source=R2, webstack_deploy_hosts=WEB[0])
+    assert refused.rc != 0
+    assert "held by deploy by someone@elsewhere" in refused.output and "webstack_deploy_force_unlock" in refused.output
+    assert web1.file("/var/lib/webstack/demo.lock").exists
+    forced = playbook("deploy", webstack_release_source=R2, webstack_deploy_hosts=WEB[0], webstack_deploy_force_unlock=True)
+    assert forced.rc == 0, forced
+    assert not web1.file("/var/lib/webstack/demo.lock").exists
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r2"]
+
+
+def test_9_health_and_status(hosts):
+    run = playbook("health")
+    assert run.rc == 0, run
+    assert "healthy, release " + SEEN["r2"] in run.output
+    status = playbook("status")
+    assert status.rc == 0, status
+    assert f"release {SEEN['r2']}" in status.output and "rolled back from" in status.output
+
+
+def test_10_rollback_to_a_pruned_release_is_refused(hosts):
+    before = {name: state(hosts[name]) for name in WEB}
+    run = playbook("rollback", webstack_rollback_release="000000000000")
+    assert run.rc != 0
+    assert "not on this host" in run.output
+    assert {name: state(hosts[name]) for name in WEB} == before
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"webstack_deploy_server": "tomcat"}, "webstack_deploy_server"),
+    ({"webstack_deploy_drain_seconds": -1}, "webstack_deploy_drain_seconds"),
+    ({"webstack_deploy_sevrer": "uvicorn"}, "webstack_deploy_sevrer"),
+])
+def test_11_bad_options_fail_before_any_change(hosts, bad, message):
+    before = {name: hosts[name].check_output("cat /etc/ansible/facts.d/webstack_demo.fact /etc/nginx/webstack/demo.upstream.conf | md5sum")
+              for name in WEB}
+    run = playbook("deploy", webstack_release_source=R2, **bad)
+    assert run.rc != 0
+    assert message in run.output
+    for name in WEB:
+        assert run.changed(name) == 0, run.recap
+        assert hosts[name].check_output("cat /etc/ansible/facts.d/webstack_demo.fact /etc/nginx/webstack/demo.upstream.conf | md5sum") == before[name]
