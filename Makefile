@@ -102,15 +102,13 @@ lab-status: venv ## Show what the lab has on this machine
 	-$(LAB) status
 
 .PHONY: demo
-demo: lab-up ## Boot the example lab and deploy the demo app to it
-	ansible all -i $(LAB_INVENTORY) -m ansible.builtin.ping
-	@if [ -f playbooks/deploy.yml ]; then \
-	  ansible-playbook -i $(LAB_INVENTORY) examples/deploy.yml; \
-	else \
-	  echo; echo "The deploy playbook is not in the collection yet (playbooks/deploy.yml):"; \
-	  echo "the lab hosts are up, but nothing was deployed."; \
-	fi
+demo: lab-up ## Boot the example lab, install PostgreSQL and Redis on db1, deploy the demo app
+	ansible-playbook -i $(LAB_INVENTORY) molecule/shared/database.yml
+	ansible-playbook -i $(LAB_INVENTORY) examples/deploy.yml
 	@$(LAB) where -i $(LAB_INVENTORY)
+	@echo "  Then: ansible-playbook -i $(LAB_INVENTORY) examples/deploy.yml -e webstack_deploy_server=uvicorn"
+	@echo "        ansible-playbook -i $(LAB_INVENTORY) webstack.django.rollback"
+	@echo "        ansible-playbook -i $(LAB_INVENTORY) webstack.django.status"
 
 .PHONY: clean
 clean: ## Remove build output (not the cached base trees)

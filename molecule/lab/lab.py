@@ -627,7 +627,9 @@ def where(inventory: str) -> None:
     for host in lab.hosts:
         print(f"  {host.name:8} {host.address:15} {host.image:9} ssh -i {key} root@{host.address}")
         if host.name in web:
-            print(f"  {'':8} {'':15} {'':9} curl -H 'Host: {host.name}' http://{host.address}/health/")
+            hostvars = listing.get("_meta", {}).get("hostvars", {}).get(host.name, {})
+            site = (hostvars.get("webstack_nginx_server_names") or [host.name])[0]
+            print(f"  {'':8} {'':15} {'':9} curl -H 'Host: {site}' http://{host.address}/health/")
     print(f"  Consoles: {lab.run_dir}/<host>.console.log   Journal: ssh in, then journalctl -b")
     print(f"  Stop it all: make lab-down LAB_INVENTORY={inventory}")
 
