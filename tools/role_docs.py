@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_ROLES = ["gunicorn", "uvicorn", "daphne", "nginx", "env_file"]
+PUBLIC_ROLES = ["release", "gunicorn", "uvicorn", "daphne", "nginx", "env_file"]
 
 # Internal role whose spec holds the playbooks' options, and the page it gets.
 PLAYBOOK_OPTIONS = ("_deploy", "playbooks")
