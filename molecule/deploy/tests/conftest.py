@@ -63,17 +63,22 @@ def playbook(name: str, *args: str, **extra_vars) -> Run:
     return Run(subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200, check=False))
 
 
-def health(host: str) -> dict:
-    """/health/ through nginx on a web server, as JSON (status included)."""
+def get(host: str, path: str) -> tuple[http.client.HTTPResponse, bytes]:
+    """GET a path through nginx on a web server, with the site's Host header."""
     conn = http.client.HTTPConnection(address(host), 80, timeout=10)
     try:
-        conn.request("GET", "/health/", headers={"Host": SITE})
+        conn.request("GET", path, headers={"Host": SITE})
         response = conn.getresponse()
-        body = response.read()
+        return response, response.read()
     finally:
         conn.close()
+
+
+def health(host: str) -> dict:
+    """/health/ through nginx on a web server, as JSON (with the HTTP status as http_status)."""
+    response, body = get(host, "/health/")
     data = json.loads(body) if body.startswith(b"{") else {}
-    return {"status": response.status, **data}
+    return {**data, "http_status": response.status}
 
 
 class WebSocket:
