@@ -59,6 +59,10 @@ def secret_key_from_env(env: Mapping[str, str], debug: bool) -> str:
     )
 
 
+# Server kinds (WEBSTACK_SERVER_KIND, set by the collection's units) that serve ASGI.
+ASGI_KINDS = frozenset({"uvicorn", "daphne", "gunicorn-uvicorn", "gunicorn-asgi"})
+
+
 def database_from_env(env: Mapping[str, str], base_dir: Path) -> dict:
     """PostgreSQL when DB_NAME is set, otherwise SQLite at DJANGO_SQLITE_PATH."""
     if env.get("DB_NAME", "").strip():
@@ -69,7 +73,9 @@ def database_from_env(env: Mapping[str, str], base_dir: Path) -> dict:
             "PASSWORD": env.get("DB_PASSWORD", ""),
             "HOST": env.get("DB_HOST", ""),
             "PORT": env.get("DB_PORT", ""),
-            "CONN_MAX_AGE": env_int(env, "DB_CONN_MAX_AGE", 60),
+            # Persistent connections leak under ASGI (each request may run in another
+            # thread), so the default follows the server kind the unit reports.
+            "CONN_MAX_AGE": env_int(env, "DB_CONN_MAX_AGE", 0 if env.get("WEBSTACK_SERVER_KIND", "") in ASGI_KINDS else 60),
             "CONN_HEALTH_CHECKS": True,
         }
     return {

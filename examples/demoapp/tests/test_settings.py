@@ -84,6 +84,11 @@ def test_postgres_chosen_when_db_name_set(tmp_path):
     }
     env["DB_CONN_MAX_AGE"] = "0"
     assert demo_settings.database_from_env(env, tmp_path)["CONN_MAX_AGE"] == 0
+    del env["DB_CONN_MAX_AGE"]
+    # Under an ASGI server the default is no persistent connections (they leak there).
+    for kind, age in [("uvicorn", 0), ("daphne", 0), ("gunicorn-uvicorn", 0), ("gunicorn-asgi", 0),
+                      ("gunicorn-sync", 60), ("gunicorn-gthread", 60)]:
+        assert demo_settings.database_from_env({**env, "WEBSTACK_SERVER_KIND": kind}, tmp_path)["CONN_MAX_AGE"] == age
 
 
 def test_channel_layer_selection():

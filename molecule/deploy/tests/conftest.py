@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+PROJECT_TOOLS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "tools"
+sys.path.insert(0, str(PROJECT_TOOLS))
+from loadgen import Load  # noqa: E402,F401  (the tests' load generator)
+
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 SCENARIO = PROJECT / "molecule" / "deploy"
 INVENTORIES = [PROJECT / "molecule" / "inventory", SCENARIO / "inventory"]

@@ -10,10 +10,11 @@ changes nothing. The tests run in order; each builds on the one before.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from conftest import RELEASES, WEB, WebSocket, get, health, playbook, state
+from conftest import RELEASES, SITE, WEB, Load, Run, WebSocket, address, get, health, playbook, state
 
 R2 = str(RELEASES / "r2")
 SEEN: dict[str, str] = {}
@@ -223,3 +224,32 @@ def test_12_bad_options_fail_before_any_change(hosts, bad, message):
     for name in WEB:
         assert run.changed(name) == 0, run.recap
         assert hosts[name].check_output("cat /etc/ansible/facts.d/webstack_demo.fact /etc/nginx/webstack/demo.upstream.conf | md5sum") == before[name]
+
+
+def under_load(name: str, **extra) -> tuple[Run, dict]:
+    """Run a playbook while 2 clients per web server keep requesting /health/ through nginx."""
+    loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
+    run = playbook(name, **extra)
+    time.sleep(1)
+    results = {host: load.stop().summary() for host, load in zip(WEB, loads)}
+    return run, results
+
+
+@pytest.mark.parametrize("step, name, extra, kind, slot", [
+    ("new release", "deploy", {"webstack_release_source": str(RELEASES / "r4")}, "gunicorn-sync", "blue"),
+    ("switch to uvicorn", "deploy", {"webstack_release_source": str(RELEASES / "r4"), "webstack_deploy_server": "uvicorn"},
+     "uvicorn", "green"),
+    ("rollback", "rollback", {}, "gunicorn-sync", "blue"),
+])
+def test_13_no_failed_request_under_load(hosts, step, name, extra, kind, slot):
+    before = {health(host)["release"] + "/" + health(host)["server"] for host in WEB}
+    run, results = under_load(name, **extra)
+    assert run.rc == 0, run
+    serving(hosts, kind, slot)
+    after = {health(host)["release"] + "/" + health(host)["server"] for host in WEB}
+    for host, result in results.items():
+        print(step, host, {k: v for k, v in result.items() if k != "timeline"})
+        assert result["total"] > 100, (step, host, result["total"])
+        assert result["failed"] == 0, (step, host, result["by_status"], result["errors"])
+        # The load saw the switch: answers from the old slot, then from the new one.
+        assert set(result["answered_by"]) == before | after, (step, host, result["answered_by"])
