@@ -85,6 +85,15 @@ bench-appservers: base ## Requests/s on /health/ per server kind over its socket
 	mkdir -p build
 	tools/bench_appservers.sh
 
+$(BIN)/.bench-installed: requirements-bench.txt | $(BIN)/.installed
+	$(BIN)/pip install --quiet -c constraints-dev.txt -r requirements-bench.txt
+	touch $@
+
+.PHONY: bench
+bench: base $(BIN)/.bench-installed ## Deploy, switch and roll back under load on the bench lab; seed procedures beside (docs/benchmarks/)
+	$(BIN)/python tools/bench.py
+	$(call assert_lab_gone,bench/inventory/)
+
 .PHONY: test
 test: lint unit build lab-test molecule ## Everything CI runs
 

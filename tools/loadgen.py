@@ -18,8 +18,10 @@ It stops by itself: after --duration seconds, or earlier when stop() is called
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
+import os
 import socket
 import statistics
 import sys
@@ -152,6 +154,108 @@ class Load:
             "rps": round(len(samples) / max((self.stopped or time.monotonic()) - self.started, 1e-9), 1),
             "timeline": [{"t": round(k * BUCKET, 1), **v} for k, v in sorted(buckets.items())],
         }
+
+
+class WebSocket:
+    """A minimal WebSocket client (text frames) through nginx."""
+
+    def __init__(self, address: str, path: str, host: str, port: int = 80, timeout: float = 10.0):
+        self.sock = socket.create_connection((address, port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        self.status = int(head.split(b" ", 2)[1]) if head else 0
+
+    def send(self, text: str) -> None:
+        payload, mask = text.encode(), os.urandom(4)
+        assert len(payload) < 126
+        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
+                          + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _read(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("WebSocket closed")
+            data += chunk
+        return data
+
+    def receive(self) -> str:
+        first, second = self._read(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._read(8), "big")
+        payload = self._read(length)
+        assert first & 0x0F == 0x1, f"expected a text frame, got opcode {first & 0x0F}"
+        return payload.decode()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class WebSocketOpens:
+    """Opens a new WebSocket connection every `interval` seconds, has it echo one
+    message and closes it; counts the opens that worked and those that did not (by
+    reason), with the time of each, until stopped (or after `duration`)."""
+
+    address: str
+    host: str
+    path: str = "/ws/echo/"
+    port: int = 80
+    interval: float = 0.1
+    duration: float = 600.0
+    results: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, "ok" or the error)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = 0.0
+
+    def start(self) -> "WebSocketOpens":
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> "WebSocketOpens":
+        self._stop.set()
+        self._thread.join(30)
+        return self
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set() and time.monotonic() - self.started < self.duration:
+            n += 1
+            at = time.monotonic() - self.started
+            try:
+                ws = WebSocket(self.address, self.path, self.host, self.port, timeout=5)
+                try:
+                    if ws.status != 101:
+                        outcome = f"http {ws.status}"
+                    else:
+                        ws.send(f"open-{n}")
+                        outcome = "ok" if ws.receive() == f"open-{n}" else "wrong echo"
+                finally:
+                    ws.close()
+            except (OSError, ValueError, ConnectionError, AssertionError) as exc:
+                outcome = type(exc).__name__
+            self.results.append((round(at, 3), outcome))
+            self._stop.wait(self.interval)
+
+    def summary(self) -> dict:
+        outcomes = Counter(outcome for _, outcome in self.results)
+        return {"opened": len(self.results), "ok": outcomes.pop("ok", 0), "failed": sum(outcomes.values()),
+                "failures": dict(outcomes)}
 
 
 def _answered_by(body: bytes) -> str:

@@ -4,12 +4,10 @@ nginx on each host, state files, units, the database on db1)."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +17,8 @@ import yaml
 
 PROJECT_TOOLS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "tools"
 sys.path.insert(0, str(PROJECT_TOOLS))
-from loadgen import Load  # noqa: E402,F401  (the tests' load generator)
+from loadgen import Load, WebSocketOpens  # noqa: E402,F401  (the tests' load generator)
+from loadgen import WebSocket as _WebSocket  # noqa: E402
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 SCENARIO = PROJECT / "molecule" / "deploy"
@@ -85,51 +84,9 @@ def health(host: str) -> dict:
     return {**data, "http_status": response.status}
 
 
-class WebSocket:
-    """A minimal WebSocket client (text frames) through nginx on a lab host."""
-
-    def __init__(self, host: str, path: str):
-        self.sock = socket.create_connection((address(host), 80), timeout=10)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (f"GET {path} HTTP/1.1\r\nHost: {SITE}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{SITE}\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            if not chunk:
-                break
-            head += chunk
-        self.status = int(head.split(b" ", 2)[1]) if head else 0
-
-    def send(self, text: str) -> None:
-        payload, mask = text.encode(), os.urandom(4)
-        assert len(payload) < 126
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
-                          + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-    def _read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("WebSocket closed")
-            data += chunk
-        return data
-
-    def receive(self) -> str:
-        first, second = self._read(2)
-        length = second & 0x7F
-        if length == 126:
-            length = int.from_bytes(self._read(2), "big")
-        elif length == 127:
-            length = int.from_bytes(self._read(8), "big")
-        payload = self._read(length)
-        assert first & 0x0F == 0x1, f"expected a text frame, got opcode {first & 0x0F}"
-        return payload.decode()
-
-    def close(self) -> None:
-        self.sock.close()
+def WebSocket(host: str, path: str) -> _WebSocket:  # noqa: N802 (used like the class it returns)
+    """A WebSocket through nginx on a lab web server, with the site's Host header."""
+    return _WebSocket(address(host), path, SITE)
 
 
 @pytest.fixture(scope="session")

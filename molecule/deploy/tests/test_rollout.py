@@ -55,11 +55,24 @@ def slot_units_stopped(hosts, slot: str) -> None:
         assert out.strip() == "", (name, out)
 
 
+NOTHING_CHANGED = "Nothing changed since the last full deploy"
+
+
 def rerun_changes_nothing(name: str, *args, **extra) -> None:
+    """The same run again changes nothing. A deploy is run twice: as is (it finds nothing
+    changed and only probes through nginx), and with webstack_deploy_converge=always
+    (every role runs, and each finds its work done)."""
     again = playbook(name, *args, **extra)
     assert again.rc == 0, again
     for host in WEB:
         assert again.changed(host) == 0, (host, again.recap, again)
+    if name == "deploy":
+        assert again.output.count(NOTHING_CHANGED) == len(WEB), again
+        full = playbook(name, *args, **{**extra, "webstack_deploy_converge": "always"})
+        assert full.rc == 0, full
+        assert NOTHING_CHANGED not in full.output, full
+        for host in WEB:
+            assert full.changed(host) == 0, (host, full.recap, full)
 
 
 def test_1_first_deploy_on_gunicorn(hosts):
@@ -80,6 +93,23 @@ def test_2_new_release_migrates_once(hosts):
     slot_units_stopped(hosts, "blue")
     rerun_changes_nothing("deploy", webstack_release_source=R2)
     assert migration_runs(hosts) == 1
+
+
+def test_2b_a_hand_edit_is_repaired_by_the_next_deploy(hosts):
+    """Nothing changed but a file: the next deploy runs the roles (no "nothing changed"
+    shortcut), puts the file back, and the one after finds nothing to do."""
+    site = "/etc/nginx/sites-available/demo.conf"
+    web1 = hosts[WEB[0]]
+    original = web1.file(site).content_string
+    web1.check_output(f"echo '# edited by hand' >> {site}")
+    run = playbook("deploy", webstack_release_source=R2)
+    assert run.rc == 0, run
+    assert run.output.count(NOTHING_CHANGED) == len(WEB) - 1, run  # web2 only
+    assert run.changed(WEB[0]) > 0, run.recap
+    assert web1.file(site).content_string == original
+    again = playbook("deploy", webstack_release_source=R2)
+    assert again.rc == 0 and again.output.count(NOTHING_CHANGED) == len(WEB), again
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r2"]
 
 
 def test_3_switch_to_uvicorn(hosts):
