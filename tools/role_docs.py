@@ -50,6 +50,13 @@ def render(role: str, title: str | None = None) -> str:
         "",
         lines_of(main.get("description", "")),
         "",
+    ]
+    others = [(name, entry) for name, entry in spec["argument_specs"].items() if name != "main"]
+    if others:
+        out += ["Other entry points (`tasks_from`), with the same options:", ""]
+        out += [f"- `{name}`: {plain(entry['short_description'])}" for name, entry in others]
+        out.append("")
+    out += [
         "| option | type | default | description |",
         "|---|---|---|---|",
     ]

@@ -240,20 +240,58 @@ def test_11_a_kind_switch_with_pending_migrations_is_refused(hosts):
     assert out.strip() == "0"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"webstack_deploy_server": "tomcat"}, "webstack_deploy_server"),
-    ({"webstack_deploy_drain_seconds": -1}, "webstack_deploy_drain_seconds"),
-    ({"webstack_deploy_sevrer": "uvicorn"}, "webstack_deploy_sevrer"),
-])
-def test_12_bad_options_fail_before_any_change(hosts, bad, message):
-    before = {name: hosts[name].check_output("cat /etc/ansible/facts.d/webstack_demo.fact /etc/nginx/webstack/demo.upstream.conf | md5sum")
-              for name in WEB}
-    run = playbook("deploy", webstack_release_source=R2, **bad)
-    assert run.rc != 0
-    assert message in run.output
+# What a deploy may change on a host: its checksum before and after a refused run must match.
+FOOTPRINT = ("find /etc/nginx /etc/systemd/system /srv/demo /etc/demo /etc/ansible /var/lib/webstack -xdev "
+             "-printf '%p %y %m %u %g %s %T@ %l\\n' 2>/dev/null | sort | sha256sum")
+SECRET = "lab-only-secret-key-3b9f0c7e21d84a6f9e5b-deploy-scenario-x7"
+
+# Bad input, table-driven: every role the deploy runs, each kind of mistake. Each must be
+# refused in preflight with a message naming the option, before any host changes.
+BAD_INPUT = [
+    # role, kind of mistake, extra vars, the option the message must name
+    ("deploy", "unknown choice", {"webstack_deploy_server": "tomcat"}, "webstack_deploy_server"),
+    ("deploy", "out of range", {"webstack_deploy_drain_seconds": -1}, "webstack_deploy_drain_seconds"),
+    ("deploy", "wrong type", {"webstack_deploy_probe_retries": "lots"}, "webstack_deploy_probe_retries"),
+    ("deploy", "unknown option", {"webstack_deploy_sevrer": "uvicorn"}, "webstack_deploy_sevrer"),
+    ("env_file", "missing required value", {"webstack_env_file_values": {"DJANGO_SETTINGS_MODULE": "demoapp.settings"}},
+     "DJANGO_SECRET_KEY"),
+    ("env_file", "wrong type", {"webstack_env_file_values": ["DJANGO_SECRET_KEY=x"]}, "webstack_env_file_values"),
+    ("env_file", "bad key", {"webstack_env_file_values": {"DJANGO_SECRET_KEY": SECRET, "bad-key": "x"}},
+     "webstack_env_file_values"),
+    ("release", "out of range", {"webstack_release_keep": 0}, "webstack_release_keep"),
+    ("release", "wrong type", {"webstack_release_keep": "five"}, "webstack_release_keep"),
+    ("release", "unknown option", {"webstack_release_sorce": "/tmp"}, "webstack_release_sorce"),
+    ("gunicorn", "out of range", {"webstack_gunicorn_workers": 0}, "webstack_gunicorn_workers"),
+    ("gunicorn", "unknown choice", {"webstack_gunicorn_worker_class": "eventlet"}, "webstack_gunicorn_worker_class"),
+    ("gunicorn", "wrong type", {"webstack_gunicorn_timeout": "slow"}, "webstack_gunicorn_timeout"),
+    ("uvicorn", "out of range", {"webstack_deploy_server": "uvicorn", "webstack_uvicorn_workers": -2},
+     "webstack_uvicorn_workers"),
+    ("uvicorn", "unknown choice", {"webstack_deploy_server": "uvicorn", "webstack_uvicorn_loop": "tokio"},
+     "webstack_uvicorn_loop"),
+    ("daphne", "out of range", {"webstack_deploy_server": "hybrid", "webstack_daphne_instances": 99},
+     "webstack_daphne_instances"),
+    ("daphne", "unknown option", {"webstack_deploy_server": "daphne", "webstack_daphne_instance": 2},
+     "webstack_daphne_instance"),
+    ("nginx", "wrong type", {"webstack_nginx_proxy_read_timeout": "abc"}, "webstack_nginx_proxy_read_timeout"),
+    ("nginx", "injection", {"webstack_nginx_client_max_body_size": "10m;evil"}, "webstack_nginx_client_max_body_size"),
+    ("nginx", "missing required value", {"webstack_nginx_server_names": []}, "webstack_nginx_server_names"),
+    ("app servers", "bad name", {"webstack_django_project": "my-proj"}, "webstack_django_project"),
+    ("app servers", "missing required value", {"webstack_django_app": ""}, "webstack_django_app"),
+]
+
+
+@pytest.mark.parametrize("role, mistake, bad, option", BAD_INPUT,
+                         ids=[f"{role}-{mistake}-{option}" for role, mistake, _, option in BAD_INPUT])
+def test_12_bad_input_fails_in_preflight_and_changes_nothing(hosts, role, mistake, bad, option):
+    before = {name: hosts[name].check_output(FOOTPRINT) for name in WEB}
+    # A new release (r4): a run that got past preflight would build it.
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r4"), **bad)
+    assert run.rc != 0, run
+    assert option in run.output, run
+    assert SECRET not in run.output
     for name in WEB:
         assert run.changed(name) == 0, run.recap
-        assert hosts[name].check_output("cat /etc/ansible/facts.d/webstack_demo.fact /etc/nginx/webstack/demo.upstream.conf | md5sum") == before[name]
+        assert hosts[name].check_output(FOOTPRINT) == before[name], f"{name} changed after a refused run"
 
 
 def under_load(name: str, **extra) -> tuple[Run, dict]:
