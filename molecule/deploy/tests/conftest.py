@@ -54,8 +54,8 @@ class Run:
         return f"rc={self.rc}\n{self.output[-6000:]}"
 
 
-def playbook(name: str, *args: str, **extra_vars) -> Run:
-    """Run webstack.django.<name> with the scenario's inventories, as a user would."""
+def playbook_command(name: str, *args: str, **extra_vars) -> tuple[list[str], dict]:
+    """argv and environment of ansible-playbook webstack.django.<name> on the scenario's inventories."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".collections")}
     argv = [str(Path(sys.executable).parent / "ansible-playbook")]
@@ -63,7 +63,20 @@ def playbook(name: str, *args: str, **extra_vars) -> Run:
     argv += [f"webstack.django.{name}", *args]
     if extra_vars:
         argv += ["--extra-vars", json.dumps(extra_vars)]
+    return argv, env
+
+
+def playbook(name: str, *args: str, **extra_vars) -> Run:
+    """Run webstack.django.<name> with the scenario's inventories, as a user would."""
+    argv, env = playbook_command(name, *args, **extra_vars)
     return Run(subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200, check=False))
+
+
+def start_playbook(name: str, *args: str, **extra_vars) -> subprocess.Popen:
+    """Start webstack.django.<name> in the background, in its own process group (to kill it whole)."""
+    argv, env = playbook_command(name, *args, **extra_vars)
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def get(host: str, path: str) -> tuple[http.client.HTTPResponse, bytes]:

@@ -10,11 +10,15 @@ changes nothing. The tests run in order; each builds on the one before.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import RELEASES, SITE, WEB, Load, Run, WebSocket, address, get, health, playbook, state
+from conftest import (RELEASES, SITE, WEB, Load, Run, WebSocket, address, get, health, playbook, start_playbook,
+                      state)
 
 R2 = str(RELEASES / "r2")
 SEEN: dict[str, str] = {}
@@ -321,3 +325,94 @@ def test_13_no_failed_request_under_load(hosts, step, name, extra, kind, slot):
         assert result["failed"] == 0, (step, host, result["by_status"], result["errors"])
         # The load saw the switch: answers from the old slot, then from the new one.
         assert set(result["answered_by"]) == before | after, (step, host, result["answered_by"])
+
+
+# -- faults --------------------------------------------------------------------------
+# After test_13 every host serves release r4 on gunicorn from slot blue.
+
+def serving_now(hosts) -> dict:
+    """What each web server serves through nginx, and its recorded active slot."""
+    return {name: (health(name)["release"], health(name)["server"], state(hosts[name])["active"]["slot"]) for name in WEB}
+
+
+def test_14_a_release_whose_health_fails_is_never_switched_to(hosts):
+    before = serving_now(hosts)
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r5"))
+    assert run.rc != 0, run
+    assert serving_now(hosts) == before
+    for name in WEB:
+        assert "deploy FAILED" in hosts[name].file("/var/log/webstack-demo.log").content_string.splitlines()[-1]
+        assert not hosts[name].file("/var/lib/webstack/demo.lock").exists
+    slot_units_stopped(hosts, "green")
+
+
+def test_15_a_failed_migration_stops_the_rollout_before_any_host_switches(hosts):
+    before = serving_now(hosts)
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r6"))  # both hosts in one batch
+    assert run.rc != 0, run
+    assert "fails on purpose" in run.output
+    assert "no host of this batch switches" in run.output, run
+    assert serving_now(hosts) == before
+    slot_units_stopped(hosts, "green")
+    out = hosts["db1"].check_output(
+        "runuser -u postgres -- psql -d demo -tAc \"select count(*) from django_migrations where name='0004_fails'\"")
+    assert out.strip() == "0"
+
+
+def test_16_a_killed_app_server_is_brought_back_by_systemd(hosts):
+    web1 = hosts[WEB[0]]
+    unit = state(web1)["active"]["units"][0]
+    pid = web1.check_output(f"systemctl show -p MainPID --value {unit}")
+    web1.run_expect([0], f"kill -KILL {pid}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new_pid = web1.check_output(f"systemctl show -p MainPID --value {unit}")
+        if new_pid not in ("0", pid) and health(WEB[0])["http_status"] == 200:
+            break
+        time.sleep(0.5)
+    assert new_pid not in ("0", pid), "systemd did not start the unit again"
+    assert health(WEB[0])["http_status"] == 200
+    assert web1.service(unit).is_running
+
+
+def wait_for_lock(hosts, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(hosts[name].file("/var/lib/webstack/demo.lock").exists for name in WEB):
+        assert time.monotonic() < deadline, "the deploy never took its lock"
+        time.sleep(0.2)
+
+
+def test_17_an_interrupted_deploy_leaves_the_site_serving_and_a_stale_lock_the_next_run_can_take_over(hosts):
+    before = serving_now(hosts)
+    loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
+    proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
+    wait_for_lock(hosts)
+    time.sleep(3)  # inside the build
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(2)
+    results = {host: load.stop().summary() for host, load in zip(WEB, loads)}
+    for host, result in results.items():
+        assert result["total"] > 20 and result["failed"] == 0, (host, result["by_status"], result["errors"])
+    assert serving_now(hosts) == before
+    refused = playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
+    assert refused.rc != 0
+    assert "webstack_deploy_force_unlock" in refused.output and " age " in refused.output, refused
+    assert serving_now(hosts) == before
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r7"), webstack_deploy_force_unlock=True)
+    assert run.rc == 0, run
+    assert "Took over a deploy lock" in run.output
+    SEEN["r7"] = serving(hosts, "gunicorn-sync", "green")
+    for name in WEB:
+        assert not hosts[name].file("/var/lib/webstack/demo.lock").exists
+
+
+def test_18_a_second_deploy_at_the_same_time_is_refused(hosts):
+    first = start_playbook("deploy", webstack_release_source=str(RELEASES / "r4"))
+    wait_for_lock(hosts)
+    second = playbook("deploy", webstack_release_source=str(RELEASES / "r4"))
+    output, _ = first.communicate(timeout=900)
+    assert second.rc != 0
+    assert "Another run is deploying" in second.output, second
+    assert first.returncode == 0, output[-6000:]
+    serving(hosts, "gunicorn-sync", "blue")
