@@ -327,22 +327,31 @@ def lab_netns(prefix: str) -> list[str]:
     return sorted(n for n in names if n.startswith(prefix))
 
 
+def has_mark(value: str, mark: str) -> bool:
+    """Whether a link alias or rule comment carries the mark: ``webstack-lab:`` (every lab)
+    is a prefix; ``webstack-lab:<lab>`` must be the whole mark or followed by ``/<host>``,
+    so that lab ``test`` never claims what lab ``test2`` made."""
+    if mark.endswith(":"):
+        return value.startswith(mark)
+    return value == mark or value.startswith(mark + "/")
+
+
 def marked_links(mark_prefix: str) -> list[str]:
-    """Links whose alias the lab set (``webstack-lab:<lab>...``)."""
+    """Links whose alias the lab set (``webstack-lab:<lab>`` or ``webstack-lab:<lab>/<host>``)."""
     out = run(["ip", "-j", "-d", "link", "show"], capture=True).stdout
     return sorted(link["ifname"] for link in json.loads(out or "[]")
-                  if str(link.get("ifalias", "")).startswith(mark_prefix))
+                  if has_mark(str(link.get("ifalias", "")), mark_prefix))
 
 
 def parse_marked_rules(listing: str, mark_prefix: str) -> list[list[str]]:
-    """Rule specs (without ``-A``) in ``iptables -S`` output whose comment starts with the prefix."""
+    """Rule specs (without ``-A``) in ``iptables -S`` output whose comment carries the mark."""
     rules = []
     for line in listing.splitlines():
         words = shlex.split(line)
         if words[:1] != ["-A"] or "--comment" not in words:
             continue
         comment = words[words.index("--comment") + 1]
-        if comment.startswith(mark_prefix):
+        if has_mark(comment, mark_prefix):
             rules.append(words[1:])
     return rules
 

@@ -118,13 +118,22 @@ def test_only_rules_with_the_lab_mark_are_selected():
         "-A FORWARD -i wslb-unit -j ACCEPT",
         "-A POSTROUTING -s 10.231.9.0/24 ! -o wslb-unit -m comment --comment webstack-lab:unit -j MASQUERADE",
         '-A FORWARD -m comment --comment "webstack-lab:other" -j ACCEPT',
+        '-A FORWARD -i wslb-unit2 -m comment --comment "webstack-lab:unit2" -j ACCEPT',
     ])
     assert lab.parse_marked_rules(listing, "webstack-lab:unit") == [
         ["FORWARD", "-i", "wslb-unit", "-m", "comment", "--comment", "webstack-lab:unit", "-j", "ACCEPT"],
         ["POSTROUTING", "-s", "10.231.9.0/24", "!", "-o", "wslb-unit", "-m", "comment", "--comment",
          "webstack-lab:unit", "-j", "MASQUERADE"],
     ]
-    assert len(lab.parse_marked_rules(listing, "webstack-lab:")) == 3
+    assert len(lab.parse_marked_rules(listing, "webstack-lab:")) == 4
+
+
+def test_a_lab_never_claims_what_a_lab_with_a_longer_name_made():
+    assert lab.has_mark("webstack-lab:test", "webstack-lab:test")
+    assert lab.has_mark("webstack-lab:test/web1", "webstack-lab:test")
+    assert not lab.has_mark("webstack-lab:test2", "webstack-lab:test")
+    assert not lab.has_mark("webstack-lab:test2/web1", "webstack-lab:test")
+    assert lab.has_mark("webstack-lab:test2/web1", "webstack-lab:")
 
 
 def test_base_recipe_changes_with_packages(monkeypatch):
