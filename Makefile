@@ -18,6 +18,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Fail if the lab of inventory $(1) left any host, namespace, link, cgroup or rule (status exits 3 when clean).
 assert_lab_gone = @$(LAB) status -i $(1) >/dev/null && { echo "lab state of $(1) left behind"; exit 1; } || test $$? -eq 3
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Every pytest session records its results for the test report (when WEBSTACK_REPORT_DIR is set).
+export PYTHONPATH := $(CURDIR)/tools/pytest_plugins
+export PYTEST_PLUGINS := webstack_report
 
 .PHONY: help
 help: ## List the targets
@@ -94,8 +97,13 @@ bench: base $(BIN)/.bench-installed ## Deploy, switch and roll back under load o
 	$(BIN)/python tools/bench.py
 	$(call assert_lab_gone,bench/inventory/)
 
+REPORT_DIR := build/test-report
+
 .PHONY: test
-test: lint unit build lab-test molecule ## Everything CI runs
+test: venv ## Everything CI runs; writes docs/test-report.md (every session's tests and results), failed or not
+	rm -rf $(REPORT_DIR)
+	status=0; WEBSTACK_REPORT_DIR=$(CURDIR)/$(REPORT_DIR) $(MAKE) --no-print-directory lint unit build lab-test molecule || status=$$?; \
+	$(BIN)/python tools/test_report.py $(REPORT_DIR) docs/test-report.md; exit $$status
 
 .PHONY: lab-up
 lab-up: base ## Boot the hosts of LAB_INVENTORY (default: the example inventory)

@@ -9,6 +9,7 @@ changes nothing. The tests run in order; each builds on the one before.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -416,3 +417,65 @@ def test_18_a_second_deploy_at_the_same_time_is_refused(hosts):
     assert "Another run is deploying" in second.output, second
     assert first.returncode == 0, output[-6000:]
     serving(hosts, "gunicorn-sync", "blue")
+
+
+# A stray HTTP server on a unix socket, answering every request as "squatter".
+SQUATTER = """
+import http.server, json, socketserver, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "ok", "server": "squatter", "release": "squatter"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):
+        return "unix"
+
+class Server(socketserver.UnixStreamServer):
+    def get_request(self):
+        return self.socket.accept()[0], ("unix", 0)
+
+Server(sys.argv[1], Handler).serve_forever()
+"""
+
+
+def test_19_a_socket_path_taken_by_something_else(hosts):
+    """web1: a stray server listens on the new slot's socket path (the unit takes the path over);
+    web2: a directory is there (refused, naming the path; web2 keeps serving). Under load: 0 failed."""
+    before = serving_now(hosts)  # r4, gunicorn, blue
+    web1, web2 = hosts[WEB[0]], hosts[WEB[1]]
+    sock = "/run/demo/green-gunicorn.sock"
+    script = base64.b64encode(SQUATTER.encode()).decode()
+    web1.run_expect([0], f"echo {script} | base64 -d > /tmp/squatter.py && systemd-run --quiet --unit=webstack-squatter "
+                         f"--uid=demo --gid=www-data python3 /tmp/squatter.py {sock}")
+    web2.run_expect([0], f"mkdir {sock}")
+    try:
+        deadline = time.monotonic() + 20
+        while "squatter" not in web1.run(f"curl -s --unix-socket {sock} http://x/health/").stdout:
+            assert time.monotonic() < deadline, "the stray server did not start"
+            time.sleep(0.2)
+        loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
+        run = playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
+        results = {host: load.stop().summary() for host, load in zip(WEB, loads)}
+        assert run.rc != 0, run
+        assert f"{sock} (directory) is not a socket" in run.output, run
+        for host, result in results.items():
+            assert result["total"] > 20 and result["failed"] == 0, (host, result["by_status"], result["errors"])
+        # web1 went on: its unit took the path over, and nginx reaches the unit, not the stray server.
+        answer = health(WEB[0])
+        assert (answer["release"], answer["server"], answer["slot"]) == (SEEN["r7"], "gunicorn-sync", "green"), answer
+        assert "squatter" not in web1.check_output(f"curl -s --unix-socket {sock} http://x/health/")
+        # web2 refused before installing the unit, and serves what it served.
+        assert serving_now(hosts)[WEB[1]] == before[WEB[1]]
+        assert not web2.service("demo-green-gunicorn.service").is_running
+        for name in WEB:
+            assert not hosts[name].file("/var/lib/webstack/demo.lock").exists
+    finally:
+        web1.run("systemctl stop webstack-squatter; rm -f /tmp/squatter.py")
+        web2.run(f"rmdir {sock}")
+    again = playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
+    assert again.rc == 0, again
+    assert serving(hosts, "gunicorn-sync", "green") == SEEN["r7"]
