@@ -14,12 +14,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import (RELEASES, SITE, WEB, Load, Run, WebSocket, address, get, health, playbook, start_playbook,
-                      state)
+from conftest import (INVENTORIES, PROJECT, RELEASES, SITE, WEB, Load, Run, WebSocket, address, get, health,
+                      playbook, start_playbook, state)
 
 R2 = str(RELEASES / "r2")
 SEEN: dict[str, str] = {}
@@ -479,3 +480,49 @@ def test_19_a_socket_path_taken_by_something_else(hosts):
     again = playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
     assert again.rc == 0, again
     assert serving(hosts, "gunicorn-sync", "green") == SEEN["r7"]
+
+
+def lab(command: str, *hosts_: str) -> None:
+    """Power a lab host off (pull the plug: its disk keeps what was written) or boot it again."""
+    argv = [sys.executable, str(PROJECT / "molecule" / "lab" / "lab.py"), command, "-i", str(INVENTORIES[0])]
+    for name in hosts_:
+        argv += ["--host", name]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def audit_lines(host) -> int:
+    return len(host.file("/var/log/webstack-demo.log").content_string.splitlines())
+
+
+def test_20_a_host_powered_off_in_the_middle_of_a_serial_1_rollout(hosts):
+    """serial: 1. web1 loses power while its batch builds r8: the rollout stops there
+    (max_fail_percentage 0) and web2, not reached yet, is untouched. web1 boots again on
+    its disk, its lock from the earlier boot left behind; the next run takes that lock over
+    and completes on both hosts."""
+    first, second = WEB
+    before = serving_now(hosts)  # r7, gunicorn, green
+    untouched = (state(hosts[second]), audit_lines(hosts[second]))
+    proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r8"), webstack_deploy_serial=1)
+    deadline = time.monotonic() + 180
+    while not hosts[first].file("/var/lib/webstack/demo.lock").exists:
+        assert time.monotonic() < deadline, "web1's batch never took its lock"
+        time.sleep(0.2)
+    time.sleep(3)  # inside the build
+    lab("poweroff", first)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0, output[-6000:]
+    assert f"fatal: [{first}]: UNREACHABLE!" in output, output[-6000:]
+    # The rollout stopped before web2's batch: nothing ran there.
+    assert f"[{second}]" not in output, output[-6000:]
+    assert (state(hosts[second]), audit_lines(hosts[second])) == untouched
+    assert serving_now(hosts)[second] == before[second]
+    assert not hosts[second].file("/var/lib/webstack/demo.lock").exists
+
+    lab("boot", first)
+    assert hosts[first].file("/var/lib/webstack/demo.lock").exists  # the disk kept it
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r8"), webstack_deploy_serial=1)
+    assert run.rc == 0, run
+    assert "taken before this host last booted" in run.output, run
+    SEEN["r8"] = serving(hosts, "gunicorn-sync", "blue")
+    assert SEEN["r8"] not in (SEEN["r7"], before[first][0])
