@@ -911,6 +911,9 @@ def poweroff(lab: Lab, names: list[str]) -> None:
             raise LabError(f"{host.name} is not running (already powered off?)")
     for host in hosts:
         start = time.monotonic()
+        # Cut the cable first: the kernel closes the sockets of the killed processes, and
+        # their FINs and resets must not reach anyone (a host losing power sends nothing).
+        run(["ip", "link", "set", lab.veth(host), "down"])
         pull_plug(lab, host)
         machine = lab.machine(host)
         remove_cgroups(machine, exact=True)
