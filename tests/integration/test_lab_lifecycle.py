@@ -1,10 +1,13 @@
-"""The lab itself, on real hosts: boot, isolation, stale-state sweeps and clean teardown.
+"""The lab itself, on real hosts: boot, isolation, stale-state sweeps, poweroff and boot on a
+kept disk, and clean teardown.
 
 Uses its own lab ("itest", 10.231.2.0/24) so it never touches the molecule or demo labs.
 """
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -112,5 +115,58 @@ def test_interrupted_up_is_cleaned_up(inventory):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not status_is_empty(inventory), "the interrupted run should have left state to sweep"
+    lab_cmd("down", "-i", inventory)
+    assert status_is_empty(inventory)
+
+
+def connect_outcome(address, port=22, timeout=5):
+    """'open', 'refused', 'unreachable' (an ICMP error or failed ARP) or 'timeout' (no answer at all)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return f"unreachable ({exc})"
+
+
+def test_poweroff_keeps_the_disk_and_boot_comes_back_on_it(inventory):
+    lab_cmd("up", "-i", inventory)
+    assert ssh(ADDRESSES["h12"], "echo survived > /root/poweroff-probe; sync").returncode == 0
+    boot_id = ssh(ADDRESSES["h12"], "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    assert boot_id
+
+    lab_cmd("poweroff", "-i", inventory, "--host", "h12")
+    # A dead machine: the connection attempt gets no answer at all (no reset, no ICMP error).
+    assert connect_outcome(ADDRESSES["h12"]) == "timeout"
+    state = json.loads(lab_cmd("status", "-i", inventory).stdout)
+    assert state["hosts"] == {"h12": "powered off", "h13": "running"}
+    assert len(state["nspawn_pids"]) == 1 and "wsl-itest-h13" in state["netns"]
+    assert ssh(ADDRESSES["h13"], "systemctl is-system-running").stdout.strip() == "running"
+    assert "is not running" in lab_cmd("poweroff", "-i", inventory, "--host", "h12", check=False).stderr
+    assert "is running" in lab_cmd("boot", "-i", inventory, "--host", "h13", check=False).stderr
+    assert "not part of lab itest" in lab_cmd("boot", "-i", inventory, "--host", "h99", check=False).stderr
+
+    lab_cmd("boot", "-i", inventory, "--host", "h12")
+    result = ssh(ADDRESSES["h12"], "cat /root/poweroff-probe; cat /proc/sys/kernel/random/boot_id; "
+                                   "systemctl is-system-running")
+    probe, new_boot_id, running = result.stdout.split()
+    assert (probe, running) == ("survived", "running")
+    assert new_boot_id != boot_id
+
+    lab_cmd("down", "-i", inventory)
+    assert status_is_empty(inventory)
+    assert "/webstack-lab/hosts/itest" not in Path("/proc/self/mountinfo").read_text()
+    assert not (lab.HOSTS_DIR / "itest").exists()
+    assert not lab.lab_loop_devices("itest")
+
+
+def test_up_starts_every_host_from_an_empty_disk(inventory):
+    lab_cmd("up", "-i", inventory)
+    assert ssh(ADDRESSES["h12"], "touch /root/leftover").returncode == 0
+    lab_cmd("up", "-i", inventory)
+    assert ssh(ADDRESSES["h12"], "test -e /root/leftover").returncode == 1
     lab_cmd("down", "-i", inventory)
     assert status_is_empty(inventory)

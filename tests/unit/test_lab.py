@@ -1,4 +1,4 @@
-"""Unit tests of the lab tool's pure logic: inventory validation, names, mirrors, rule parsing."""
+"""Unit tests of the lab tool's pure logic: inventory validation, names, mirrors, rule and mount parsing."""
 
 import copy
 
@@ -141,3 +141,66 @@ def test_base_recipe_changes_with_packages(monkeypatch):
     monkeypatch.setattr(lab, "BASE_PACKAGES", (*lab.BASE_PACKAGES, "vim"))
     assert lab.base_recipe("debian12") != before
     assert lab.base_recipe("debian13") != lab.base_recipe("debian12")
+
+
+def test_host_mac_is_fixed_unicast_local_and_distinct():
+    result = lab.lab_from_inventory_data(VALID)
+    macs = [result.mac(h) for h in result.hosts]
+    assert macs == [result.mac(h) for h in lab.lab_from_inventory_data(VALID).hosts]
+    assert len(set(macs)) == len(macs)
+    for mac in macs:
+        first = int(mac.split(":")[0], 16)
+        assert len(mac.split(":")) == 6 and first & 0x02 and not first & 0x01
+
+
+def test_host_disk_paths_carry_the_lab_and_host_names():
+    result = lab.lab_from_inventory_data(VALID)
+    web1 = result.host("web1")
+    assert result.host_dir(web1) == lab.HOSTS_DIR / "unit" / "web1"
+    assert result.root(web1) == lab.HOSTS_DIR / "unit" / "web1" / "root"
+    assert result.disk_mark(web1) == "webstack-lab:unit/web1"
+    with pytest.raises(lab.LabError, match="'web9' is not part of lab unit"):
+        result.host("web9")
+
+
+MOUNTINFO = "\n".join([
+    "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw",
+    "90 22 254:0 /var/lib/webstack-lab/hosts/test /var/lib/webstack-lab/hosts/test rw shared:50 - ext4 /dev/vda rw",
+    "91 90 7:0 / /var/lib/webstack-lab/hosts/test/web1/disk rw shared:51 - ext4 /dev/loop0 rw",
+    "92 90 0:60 / /var/lib/webstack-lab/hosts/test/web1/root rw shared:52 - overlay webstack-lab:test/web1 rw",
+    "93 22 7:1 / /var/lib/webstack-lab/hosts/test2/web1/disk rw - ext4 /dev/loop1 rw",
+    r"94 22 7:2 / /var/lib/webstack-lab/hosts/test/we\040b/disk rw - ext4 /dev/loop2 rw",
+    "95 22 0:61 / /var/lib/webstack-lab/hosts/testx rw - tmpfs tmpfs rw",
+])
+
+
+def test_a_lab_unmounts_its_own_mounts_latest_first_and_never_a_longer_named_labs():
+    top = lab.Path("/var/lib/webstack-lab/hosts/test")
+    assert lab.parse_mounts_under(MOUNTINFO, top) == [
+        "/var/lib/webstack-lab/hosts/test/we b/disk",
+        "/var/lib/webstack-lab/hosts/test/web1/root",
+        "/var/lib/webstack-lab/hosts/test/web1/disk",
+        "/var/lib/webstack-lab/hosts/test",
+    ]
+    every_lab = lab.parse_mounts_under(MOUNTINFO, lab.Path("/var/lib/webstack-lab/hosts"))
+    assert "/var/lib/webstack-lab/hosts/test2/web1/disk" in every_lab and len(every_lab) == 6
+
+
+@pytest.mark.parametrize(("text", "expected"), [("16G", 16 << 30), ("512m", 512 << 20), ("4096", 4096)])
+def test_disk_sizes_are_parsed(text, expected):
+    assert lab.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0", "16GB", "-1G", "1.5G"])
+def test_bad_disk_sizes_are_refused(text):
+    with pytest.raises(lab.LabError, match="WEBSTACK_LAB_DISK_SIZE"):
+        lab.parse_size(text)
+
+
+def test_overlay_options_refuse_paths_overlayfs_would_split():
+    path = lab.Path
+    assert lab.overlay_options(path("/b"), path("/u"), path("/w")) == "lowerdir=/b,upperdir=/u,workdir=/w"
+    with pytest.raises(lab.LabError, match="cannot contain"):
+        lab.overlay_options(path("/b,x"), path("/u"), path("/w"))
+    with pytest.raises(lab.LabError, match="cannot contain"):
+        lab.overlay_options(path("/b"), path("/u:x"), path("/w"))
