@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 LAB := $(BIN)/python molecule/lab/lab.py
 LAB_INVENTORY ?= examples/inventory/
 TEST_INVENTORY := molecule/inventory/
-HOST_APT_PACKAGES := python3-venv systemd-container debootstrap iproute2 iptables openssh-client
+HOST_APT_PACKAGES := python3-venv systemd-container debootstrap iproute2 iptables openssh-client e2fsprogs mount
 COLLECTION_LINK := .collections/ansible_collections/webstack/django
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 

@@ -814,7 +814,7 @@ def wait_running(lab: Lab, host: Host, key: Path, pid: int, timeout: float) -> f
 
 
 def up(lab: Lab, timeout: float) -> None:
-    for tool in ("systemd-nspawn", "debootstrap", "iptables", "ssh"):
+    for tool in ("systemd-nspawn", "debootstrap", "iptables", "ssh", "mkfs.ext4", "losetup"):
         if shutil.which(tool) is None:
             raise LabError(f"{tool} is not installed: run 'make host-deps' (apt packages)")
     stale = sweep(lab.mark, f"wsl-{lab.name}-")
