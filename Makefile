@@ -97,7 +97,8 @@ bench: base $(BIN)/.bench-installed ## Deploy, switch and roll back under load o
 	$(BIN)/python tools/bench.py
 	$(call assert_lab_gone,bench/inventory/)
 
-REPORT_DIR := build/test-report
+# Not under build/: `make build` empties that.
+REPORT_DIR := .test-report
 
 .PHONY: test
 test: venv ## Everything CI runs; writes docs/test-report.md (every session's tests and results), failed or not

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the test report (markdown) from the JSON files the pytest plugin left.
 
-    tools/test_report.py build/test-report docs/test-report.md
+    tools/test_report.py .test-report docs/test-report.md
 
 One section per pytest session in the order they ran (unit tests, demo app, lab,
 then each molecule scenario), one table per test file: each scenario, input and
