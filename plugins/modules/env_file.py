@@ -41,7 +41,8 @@ options:
   values:
     description:
       - Variables to write, as a mapping of names to values. The file holds exactly these variables.
-      - Names must match C(^[A-Za-z_][A-Za-z0-9_]*$).
+      - Names must be letters, digits and C(_), not starting with a digit; the whole name must match
+        C([A-Za-z_][A-Za-z0-9_]*), so a name with a trailing newline (V(A\\n)) is refused.
       - Values may be strings, integers or floats (written as their text) or booleans (written as C(true) or
         C(false)). V(null), lists and mappings are refused.
       - Values must not contain NUL characters or Unicode noncharacters (U+FDD0 to U+FDEF, U+FFFE, U+FFFF and the
@@ -214,8 +215,10 @@ import secrets
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.webstack.django.plugins.module_utils.inputs import ENV_NAME_RE
 
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Matched against the whole name (fullmatch): "A\n" must never pass, it would end the line the key starts.
+KEY_RE = ENV_NAME_RE
 HEADER = "# Managed by Ansible (webstack.django.env_file). Do not edit: changes will be overwritten."
 
 # Owner of the parent directory (a module-level name so that unit tests can run as another user).
@@ -290,8 +293,9 @@ def value_to_text(key, value):
 def key_problem(key):
     if not isinstance(key, str):
         return "variable name %r is not a string" % (key,)
-    if not KEY_RE.match(key):
-        return "invalid variable name %r: names must match %s" % (key, KEY_RE.pattern)
+    if not KEY_RE.fullmatch(key):
+        return ("invalid variable name %r: names must be letters, digits and _, not starting with a digit "
+                "(the whole name matching %s)" % (key, KEY_RE.pattern))
     return None
 
 
@@ -501,7 +505,7 @@ def parse_env(data):
     that are not valid variable names dropped. Raises EnvFileParseError like parse_env_entries."""
     result = {}
     for key, value in parse_env_entries(data):
-        if KEY_RE.match(key):
+        if KEY_RE.fullmatch(key):
             result[key] = value
     return result
 
@@ -548,7 +552,7 @@ def parse_mode(value, option):
         raise EnvFileError("%s must be an octal string such as '0640'" % option)
     if isinstance(value, int):
         mode = value
-    elif isinstance(value, str) and re.match(r"^(0o|0)?[0-7]{1,4}$", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{1,4}", value.strip()):
         mode = int(value.strip().replace("0o", "", 1) or "0", 8)
     else:
         raise EnvFileError("%s must be an octal string such as '0640', got %r" % (option, value))

@@ -258,6 +258,43 @@ def test_bad_key_is_named_and_value_is_not(key):
     assert "s3cr3t-value" not in str(info.value)
 
 
+@pytest.mark.parametrize("key", ["A\n", "A\r", "A\r\n", "\nA", "A\n\n", "LD_PRELOAD\n", "A\nLD_PRELOAD"])
+def test_key_with_a_newline_anywhere_is_refused(key):
+    # A pattern ending in $ accepts "A\n": the key would end its line and the value become a line of its own.
+    assert ef.key_problem(key)
+    with pytest.raises(ef.EnvFileError) as info:
+        ef.normalize_values({key: "s3cr3t-value"})
+    assert repr(key) in str(info.value)
+    assert "s3cr3t-value" not in str(info.value)
+
+
+# Values written to break out of their quoting and add a variable of their own.
+INJECTIONS = [
+    'x"\nLD_PRELOAD=/tmp/x.so',
+    "x'\nLD_PRELOAD=/tmp/x.so",
+    "x\nLD_PRELOAD=/tmp/x.so",
+    "x\rLD_PRELOAD=/tmp/x.so",
+    "x\r\nLD_PRELOAD=/tmp/x.so\r\n",
+    "x\\\nLD_PRELOAD=/tmp/x.so",
+    "x\\'\nLD_PRELOAD=/tmp/x.so",
+    "'\"\nLD_PRELOAD='/tmp/x.so'\n",
+    "it's\"\nLD_PRELOAD=\"/tmp/x.so",
+    "x\\\"\nLD_PRELOAD=/tmp/x.so #'",
+    "\nLD_PRELOAD=/tmp/x.so\n#",
+    "x'$(touch /tmp/pwned)'\nLD_PRELOAD=`id`",
+]
+
+
+@pytest.mark.parametrize("value", INJECTIONS, ids=repr)
+def test_a_value_never_breaks_out_of_its_quoting(value):
+    content = ef.render({"A": value, "Z": "last"})
+    entries = ef.parse_env_entries(content)
+    # Exactly the two assignments written, in order, each with its exact value: no line of the value became
+    # an assignment (not even one systemd would drop for its name).
+    assert entries == [("A", value), ("Z", "last")]
+    assert ef.parse_env(content) == {"A": value, "Z": "last"}
+
+
 def test_non_string_key_is_refused():
     with pytest.raises(ef.EnvFileError, match="not a string"):
         ef.normalize_values({1: "s3cr3t-value"})
@@ -402,6 +439,22 @@ def test_failures_never_contain_values(capsys, target):
     assert "'bad-key'" in result["msg"] and "NULLISH" in result["msg"] and "NUL" in result["msg"]
     assert_no_value_in(json.dumps(result), ["sekrit-good-value", "sekrit-bad-key-value", "sekrit-with-nul"])
     assert not target.exists()
+
+
+@pytest.mark.parametrize("key", ["A\n", "LD_PRELOAD\n", "A\r"], ids=repr)
+def test_module_refuses_a_key_with_a_newline_and_writes_nothing(capsys, target, key):
+    code, result = run_main(capsys, base_args(target, {key: "/tmp/x.so-sekrit", "GOOD": "fine-value"}))
+    assert code == 1
+    assert "invalid variable name" in result["msg"]
+    assert "sekrit" not in json.dumps(result)
+    assert not target.exists()
+
+
+def test_module_writes_an_injection_attempt_as_one_value(capsys, target):
+    value = 'x"\nLD_PRELOAD=/tmp/x.so'
+    code, result = run_main(capsys, base_args(target, {"A": value}))
+    assert code == 0 and result["keys"] == ["A"]
+    assert ef.parse_env_entries(target.read_bytes()) == [("A", value)]
 
 
 def test_check_mode_writes_nothing_and_reports_diff(capsys, target):
