@@ -85,8 +85,9 @@ def test_1_first_deploy_on_gunicorn(hosts):
     SEEN["r1"] = serving(hosts, "gunicorn-sync", "blue")
     assert migration_runs(hosts) == 0
     for name in WEB:
-        env = hosts[name].file("/etc/demo/demo.env")
+        env = hosts[name].file("/etc/demo/blue.env")
         assert (env.user, env.group, env.mode) == ("root", "demo", 0o640)
+        assert not hosts[name].file("/etc/demo/green.env").exists
 
 
 def test_2_new_release_migrates_once(hosts):

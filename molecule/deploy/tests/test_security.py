@@ -28,7 +28,18 @@ from conftest import PROJECT, RELEASES, SCENARIO, SITE, WEB, address, playbook, 
 TLS_DIR = Path("/tmp/webstack-deploy-tls")  # made by prepare (molecule/shared/test_tls.yml)
 CA_FILE = TLS_DIR / "ca.pem"
 HOST_TLS_DIR = "/etc/ssl/webstack-demo"
-ENV_FILE = "/etc/demo/demo.env"
+SLOT_STORE = "/var/lib/webstack/demo/slots"
+
+
+def env_file(host, which: str = "active") -> str:
+    """The environment file of the active (or previous) slot: each slot has its own."""
+    return f"/etc/demo/{state(host)[which]['slot']}.env"
+
+
+def kept_copy(host, which: str = "active") -> str:
+    """The root-only copy of a slot's files kept when it went live (a rollback restores it)."""
+    slot = state(host)[which]
+    return f"{SLOT_STORE}/{slot['slot']}-{slot['signature']}.tar"
 ENV_VALUES = yaml.safe_load((SCENARIO / "inventory" / "group_vars" / "webservers.yml").read_text())[
     "webstack_env_file_values"]
 OLD_SECRET_KEY = ENV_VALUES["DJANGO_SECRET_KEY"]
@@ -104,9 +115,16 @@ def test_no_secret_shows_in_the_verbose_output_or_diff(tls_deploy, secret):
 
 @pytest.mark.parametrize("name", WEB)
 def test_the_env_file_is_root_owned_0640_app_group(hosts, tls_deploy, name):
-    env_file = hosts[name].file(ENV_FILE)
-    assert (env_file.user, env_file.group, env_file.mode) == ("root", "demo", 0o640)
-    assert f"DJANGO_SECRET_KEY={NEW_SECRET_KEY}" in env_file.content_string.replace('"', "").replace("'", "")
+    for which in ("active", "previous"):
+        env = hosts[name].file(env_file(hosts[name], which))
+        assert (env.user, env.group, env.mode) == ("root", "demo", 0o640), which
+    active = hosts[name].file(env_file(hosts[name])).content_string.replace('"', "").replace("'", "")
+    assert f"DJANGO_SECRET_KEY={NEW_SECRET_KEY}" in active
+    store = hosts[name].file(SLOT_STORE)
+    assert (store.user, store.group, store.mode) == ("root", "root", 0o700)
+    for which in ("active", "previous"):
+        copy = hosts[name].file(kept_copy(hosts[name], which))
+        assert (copy.user, copy.group, copy.mode) == ("root", "root", 0o600), which
 
 
 @pytest.mark.parametrize("name", WEB)
@@ -122,12 +140,18 @@ def test_no_secret_in_a_unit_file_process_list_or_the_journal(hosts, tls_deploy,
 
 
 @pytest.mark.parametrize("name", WEB)
-def test_no_file_but_the_env_file_holds_a_secret(hosts, tls_deploy, name):
+def test_no_file_but_the_env_files_and_their_kept_copies_hold_a_secret(hosts, tls_deploy, name):
+    """The active slot's env file and the previous slot's (a rollback brings its environment back), and the
+    root-only copies kept of each: no other file on the host holds a secret, and each of these holds one."""
+    host = hosts[name]
+    expected = {env_file(host, w) for w in ("active", "previous")} | {kept_copy(host, w) for w in ("active", "previous")}
     patterns = " ".join(f"-e {value!r}" for value in SECRETS.values())
-    found = hosts[name].run(
+    found = host.run(
         f"grep -rlF --devices=skip --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev {patterns} / 2>/dev/null")
-    assert set(found.stdout.split()) == {ENV_FILE}, found.stdout
-    old = hosts[name].run(f"grep -c -F {OLD_SECRET_KEY!r} {ENV_FILE}")
+    assert set(found.stdout.split()) == expected, found.stdout
+    new_key = set(host.run(f"grep -rlF -e {NEW_SECRET_KEY!r} /etc /var/lib/webstack").stdout.split())
+    assert new_key == {env_file(host), kept_copy(host)}, new_key
+    old = host.run(f"grep -c -F {OLD_SECRET_KEY!r} {env_file(host)}")
     assert old.stdout.strip() == "0"
 
 
@@ -232,7 +256,7 @@ def test_check_deploy_of_the_release_is_clean_with_the_units_environment(hosts, 
     release = release_dirs[name]
     result = hosts[name].run(
         "systemd-run --quiet --pipe --wait --collect --uid=demo --gid=demo "
-        f"--property=EnvironmentFile={ENV_FILE} --working-directory={release} "
+        f"--property=EnvironmentFile={env_file(hosts[name])} --working-directory={release} "
         f"-- {release}/.venv/bin/python manage.py check --deploy --fail-level WARNING")
     assert result.rc == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout + result.stderr
