@@ -1,0 +1,301 @@
+"""Incidents, after the rollout (test_rollout.py ends with r8 on gunicorn in both hosts' active slot).
+
+Each test plays one incident of issue 14 on the real hosts, with load running wherever the site serves, and
+checks what a user would see: what nginx answers, which slot and environment serve, the state file.
+The tests run in order; each starts from what the one before left.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import RELEASES, SCENARIO, SITE, WEB, Load, address, health, playbook, start_playbook, state
+from test_rollout import FOOTPRINT, lab
+
+ENV_VALUES = yaml.safe_load((SCENARIO / "inventory" / "group_vars" / "webservers.yml").read_text())[
+    "webstack_env_file_values"]
+
+GIT_DIR = Path("/tmp/webstack-git")
+BARE = GIT_DIR / "demo.git"
+WORK = GIT_DIR / "work"
+SEEN: dict[str, str] = {}
+GOOD_DB_PASSWORD = "lab-only-db-password"
+
+
+def git(*args: str, cwd: Path = WORK) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "lab", "GIT_AUTHOR_EMAIL": "lab@demo.test",
+           "GIT_COMMITTER_NAME": "lab", "GIT_COMMITTER_EMAIL": "lab@demo.test"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit_release(note: str) -> str:
+    """Commit r4's code with a note in urls.py to the bare repository; return the commit's release id."""
+    (WORK / "demoapp" / "urls.py").write_text((RELEASES / "r4" / "demoapp" / "urls.py").read_text() + f"# {note}\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", note)
+    git("push", "-q", "origin", "HEAD:main")
+    return git("rev-parse", "HEAD")[:12]
+
+
+def git_vars(**extra) -> dict:
+    return {"webstack_release_source": "", "webstack_release_git_repo": str(BARE),
+            "webstack_release_git_version": "main", **extra}
+
+
+def under_load(name: str, *args: str, **extra):
+    loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
+    run = playbook(name, *args, **extra)
+    time.sleep(1)
+    return run, {host: load.stop().summary() for host, load in zip(WEB, loads)}
+
+
+def no_failed_requests(results: dict, step: str) -> None:
+    for host, result in results.items():
+        print(step, host, {k: v for k, v in result.items() if k not in ("timeline",)})
+        assert result["total"] > 20, (step, host, result["total"])
+        assert result["failed"] == 0, (step, host, result["by_status"], result["errors"])
+
+
+def serving(hosts) -> dict:
+    """{host: (release, server kind, active slot)}, asserting nginx answers 200 from the recorded active slot."""
+    out = {}
+    for name in WEB:
+        answer = health(name)
+        active = state(hosts[name])["active"]
+        assert answer["http_status"] == 200, (name, answer)
+        assert answer["release"] == active["release"] and answer["slot"] == active["slot"], (name, answer, active)
+        out[name] = (answer["release"], answer["server"], active["slot"])
+    return out
+
+
+def env_of(host, slot: str) -> str:
+    return host.check_output(f"cat /etc/demo/{slot}.env")
+
+
+def test_21_two_deploys_from_a_git_repository_under_load(hosts):
+    """The README's way: a git repository (a bare one on the controller). Two commits, two deploys, 0 failed;
+    the prune step after the switch runs (it once failed there and stopped the new slot)."""
+    shutil.rmtree(GIT_DIR, ignore_errors=True)
+    GIT_DIR.mkdir()
+    git("init", "-q", "--bare", "-b", "main", str(BARE), cwd=GIT_DIR)
+    shutil.copytree(RELEASES / "r4", WORK)
+    git("init", "-q", "-b", "main")
+    git("remote", "add", "origin", str(BARE))
+    SEEN["git1"] = commit_release("git release one")
+    run, results = under_load("deploy", **git_vars())
+    assert run.rc == 0, run
+    no_failed_requests(results, "git deploy 1")
+    assert {r for r, _, _ in serving(hosts).values()} == {SEEN["git1"]}
+    # The second commit goes to uvicorn, with one more variable in the environment.
+    SEEN["git2"] = commit_release("git release two")
+    run, results = under_load("deploy", **git_vars(webstack_deploy_server="uvicorn"))
+    assert run.rc == 0, run
+    no_failed_requests(results, "git deploy 2")
+    now = serving(hosts)
+    assert {(r, k) for r, k, _ in now.values()} == {(SEEN["git2"], "uvicorn")}
+    for name in WEB:
+        st = state(hosts[name])
+        assert st["previous"]["release"] == SEEN["git1"] and st["previous"]["server"] == "gunicorn"
+        assert "pending" not in st
+        releases = hosts[name].check_output("ls /srv/demo/releases").split()
+        assert SEEN["git1"] in releases and SEEN["git2"] in releases
+
+
+def test_22_a_bad_env_value_never_reaches_the_live_slot(hosts):
+    """A secret rotation gone wrong (a wrong DB password) fails the deploy. The live slot keeps its own env file:
+    SIGKILLed, systemd restarts it and it serves again within 15 s; powered off and booted, the host serves the
+    live release."""
+    before = serving(hosts)
+    live = {name: state(hosts[name])["active"]["slot"] for name in WEB}
+    live_env = {name: env_of(hosts[name], live[name]) for name in WEB}
+    bad = {**ENV_VALUES, "DB_PASSWORD": "wrong-password-on-purpose"}
+    run = playbook("deploy", **git_vars(webstack_deploy_server="uvicorn", webstack_env_file_values=bad))
+    assert run.rc != 0, run
+    assert "wrong-password-on-purpose" not in run.output
+    assert serving(hosts) == before
+    for name in WEB:
+        assert env_of(hosts[name], live[name]) == live_env[name]
+        assert GOOD_DB_PASSWORD in live_env[name]
+        assert not hosts[name].file("/var/lib/webstack/demo.lock").exists
+
+    # SIGKILL every process of the live unit on web1: systemd starts it again with the live slot's env file.
+    web1 = hosts[WEB[0]]
+    unit = state(web1)["active"]["units"][0]
+    web1.run_expect([0], f"systemctl kill --signal=SIGKILL {unit}")
+    deadline = time.monotonic() + 15
+    answer = {}
+    while time.monotonic() < deadline:
+        try:
+            answer = health(WEB[0])
+        except OSError:
+            answer = {}
+        if answer.get("http_status") == 200:
+            break
+        time.sleep(0.3)
+    assert answer.get("http_status") == 200, answer
+    assert f"EnvironmentFile=/etc/demo/{live[WEB[0]]}.env" in web1.check_output(f"systemctl cat {unit}")
+    assert serving(hosts) == before
+
+    # Power off web1 and boot it: it serves the live release with the live environment.
+    lab("poweroff", WEB[0])
+    lab("boot", WEB[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if health(WEB[0]).get("http_status") == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    assert serving(hosts) == before
+
+
+def test_23_the_hotfix_incident_rolls_back_to_the_release_before(hosts):
+    """git2 is active (uvicorn), git1 previous (gunicorn). The hotfix (r5, on daphne) fails its probe in git1's
+    slot, which it rewrote (daphne units, its own environment). Rollback, under load, serves git1 again on
+    gunicorn with git1's environment: the slot's files are put back as they went live."""
+    before = serving(hosts)
+    previous = {name: state(hosts[name])["previous"] for name in WEB}
+    previous_env = {name: env_of(hosts[name], previous[name]["slot"]) for name in WEB}
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r5"), webstack_deploy_server="daphne",
+                   webstack_django_environment={"HOTFIX": "r5"})
+    assert run.rc != 0, run
+    assert serving(hosts) == before
+    for name in WEB:
+        slot = previous[name]["slot"]
+        units = hosts[name].check_output(f"ls /etc/systemd/system/ | grep '^demo-{slot}-' || true")
+        assert "daphne" in units and "gunicorn" not in units, units  # the failed deploy rewrote the slot
+    run, results = under_load("rollback")
+    assert run.rc == 0, run
+    no_failed_requests(results, "rollback after a failed hotfix")
+    now = serving(hosts)
+    for name in WEB:
+        assert now[name] == (SEEN["git1"], "gunicorn-sync", previous[name]["slot"]), now
+        assert env_of(hosts[name], previous[name]["slot"]) == previous_env[name]
+        assert "HOTFIX" not in hosts[name].check_output(f"systemctl cat demo-{previous[name]['slot']}-gunicorn.service")
+
+
+class SlowServer(http.server.BaseHTTPRequestHandler):
+    """A public health URL that takes 20 s to answer: the window between nginx's switch and the state write."""
+
+    def do_GET(self):  # noqa: N802
+        time.sleep(20)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_24_a_run_killed_between_the_switch_and_the_state_write_is_reconciled(hosts):
+    """The deploy is killed after nginx switched and before the state was written. The next runs reconcile the
+    state with what nginx routes to: status reports the new slot, the next deploy takes it as active, and a
+    rollback goes back to the slot before. 0 failed requests throughout."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    before = serving(hosts)
+    loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
+    try:
+        proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r7"),
+                              webstack_deploy_public_health_url=url, webstack_deploy_probe_retries=0)
+        deadline = time.monotonic() + 300
+        while True:
+            routed = {name: hosts[name].run(
+                "grep -o 'unix:/run/demo/[a-z]*-' /etc/nginx/webstack/demo.upstream.conf | head -1").stdout
+                for name in WEB}
+            if all(f"/{before[name][2]}-" not in routed[name] for name in WEB):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "the deploy never switched nginx"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        new_slot = {name: ("green" if before[name][2] == "blue" else "blue") for name in WEB}
+        for name in WEB:
+            st = state(hosts[name])
+            assert st["active"]["slot"] == before[name][2] and st["pending"]["to"]["slot"] == new_slot[name]
+        status = playbook("status")
+        assert status.rc == 0, status
+        assert "interrupted after nginx switched" in status.output, status
+        run = playbook("deploy", webstack_release_source=str(RELEASES / "r7"), webstack_deploy_force_unlock=True)
+        assert run.rc == 0, run
+        now = serving(hosts)
+        for name in WEB:
+            assert now[name][2] == new_slot[name]
+            assert state(hosts[name])["previous"]["slot"] == before[name][2]
+        back = playbook("rollback")
+        assert back.rc == 0, back
+    finally:
+        results = {host: load.stop().summary() for host, load in zip(WEB, loads)}
+        server.shutdown()
+    no_failed_requests(results, "killed between switch and state write, deploy, rollback")
+    assert serving(hosts) == before
+
+
+def test_25_a_torn_state_file_is_recovered(hosts):
+    """A state file torn by a crash: the playbooks recover it (from its last good copy, reconciled with what nginx
+    routes to) with a warning; the read-only ones write nothing, the next run that takes the lock writes it back."""
+    before = serving(hosts)
+    web1 = hosts[WEB[0]]
+    fact = "/etc/ansible/facts.d/webstack_demo.fact"
+    web1.run_expect([0], f"truncate -s 10 {fact}")
+    status = playbook("status", webstack_deploy_hosts=WEB[0])
+    assert status.rc == 0, status
+    assert "recovered from the last good copy" in status.output, status
+    assert web1.file(fact).size == 10  # status only reads
+    run = playbook("maintenance", webstack_maintenance="off", webstack_deploy_hosts=WEB[0])
+    assert run.rc == 0, run
+    recovered = state(web1)
+    assert recovered["active"]["slot"] == before[WEB[0]][2] and recovered["active"]["release"] == before[WEB[0]][0]
+    assert serving(hosts) == before
+
+
+def test_26_check_mode_of_a_deploy_changes_nothing(hosts):
+    """--check with a release that has an unapplied migration: nothing changes on the hosts or in the database,
+    and the run says what it would apply."""
+    r9 = RELEASES / "r9"
+    if not r9.exists():
+        shutil.copytree(RELEASES / "r4", r9)
+        (r9 / "pulse" / "migrations" / "0004_check_mode.py").write_text(
+            "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+            "    dependencies = [(\"pulse\", \"0003_noop\")]\n"
+            "    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]\n")
+    before = {name: hosts[name].check_output(FOOTPRINT) for name in WEB}
+    run = playbook("deploy", "--check", webstack_release_source=str(r9))
+    for name in WEB:
+        assert hosts[name].check_output(FOOTPRINT) == before[name], (name, run)
+    applied = hosts["db1"].check_output(
+        "runuser -u postgres -- psql -d demo -tAc \"select count(*) from django_migrations where name='0004_check_mode'\"")
+    assert applied.strip() == "0", run
+
+
+@pytest.mark.parametrize("case, extra, option", [
+    ("release id ..", {"webstack_release_id": ".."}, "webstack_release_id"),
+    ("release id .", {"webstack_release_id": "."}, "webstack_release_id"),
+    ("release id with a newline", {"webstack_release_id": "r1\n"}, "webstack_release_id"),
+    ("env key with a newline", {"webstack_env_file_values_extra": None}, "webstack_env_file_values"),
+    ("path with a newline", {"webstack_django_writable_paths": ["/srv/demo/x\nExecStartPre=+/bin/true"]},
+     "webstack_django_writable_paths"),
+    ("environment value with a newline", {"webstack_django_environment": {"A": "x\nExecStartPre=+/bin/true"}},
+     "webstack_django_environment"),
+])
+def test_27_dangerous_input_is_refused_before_any_change(hosts, case, extra, option):
+    if "webstack_env_file_values_extra" in extra:
+        extra = {"webstack_env_file_values": {**ENV_VALUES, "A\n": "x"}}
+    before = {name: hosts[name].check_output(FOOTPRINT) for name in WEB}
+    run = playbook("deploy", webstack_release_source=str(RELEASES / "r4"), **extra)
+    assert run.rc != 0, run
+    assert option in run.output, run
+    for name in WEB:
+        assert run.changed(name) == 0, run.recap
+        assert hosts[name].check_output(FOOTPRINT) == before[name], f"{name} changed after a refused run ({case})"
