@@ -36,7 +36,9 @@ author:
 options:
   path:
     description:
-      - Path of the lock file. Its directory should hold lock files only (the module takes a C(flock) on it).
+      - Path of the lock file, in a directory only root can write to.
+      - While it changes the lock (milliseconds), the module holds a flock(2) on that directory, shared by every lock
+        file in it. Files other than lock files may live there too (nothing else takes that flock).
     type: path
     required: true
   state:
