@@ -201,6 +201,25 @@ def is_relative_path(value):
     return all(part not in (".", "..") for part in text.split("/"))
 
 
+def is_child_of(value, parent):
+    """Whether value lies strictly inside parent, exactly one component below it (a directory that may be removed
+    as a whole, such as <base>/releases/<id>).
+
+    Both must be absolute paths of the characters is_safe_path allows. Repeated and trailing '/' are ignored; a '.'
+    or '..' component anywhere refuses (it is never resolved, so it can never point elsewhere).
+    """
+    text, base = _text(value), _text(parent)
+    if text is None or base is None:
+        return False
+    if SAFE_PATH_RE.fullmatch(text) is None or SAFE_PATH_RE.fullmatch(base) is None:
+        return False
+    parts = [part for part in text.split("/") if part]
+    base_parts = [part for part in base.split("/") if part]
+    if any(part in (".", "..") for part in parts + base_parts):
+        return False
+    return len(parts) == len(base_parts) + 1 and parts[:-1] == base_parts
+
+
 def normalize_path(text):
     """posixpath.normpath, with the '//' that POSIX leaves alone at the start collapsed too."""
     normal = posixpath.normpath(text)

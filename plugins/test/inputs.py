@@ -22,6 +22,7 @@ class TestModule:
             "account_name": inputs.is_account_name,
             "app_module": inputs.is_app_module,
             "app_name": inputs.is_app_name,
+            "child_of": inputs.is_child_of,
             "env_file_path": inputs.is_env_file_path,
             "env_name": inputs.is_env_name,
             "env_value": inputs.is_env_value,

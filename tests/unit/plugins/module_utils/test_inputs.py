@@ -115,6 +115,31 @@ def test_env_file_path_problem_names_the_directory():
     assert inputs.env_file_path_problem("/etc/shop/shop.env") is None
 
 
+@pytest.mark.parametrize("value, parent, ok", [
+    ("/srv/shop/releases/r1", "/srv/shop/releases", True),
+    ("/srv/shop/releases/r1", "/srv/shop/releases/", True),
+    ("/srv/shop//releases/r1", "/srv/shop/releases", True),
+    ("/srv/shop/releases/r1/", "/srv/shop/releases", True),
+    ("/srv/shop/releases/..", "/srv/shop/releases", False),
+    ("/srv/shop/releases/.", "/srv/shop/releases", False),
+    ("/srv/shop/releases/", "/srv/shop/releases", False),
+    ("/srv/shop/releases", "/srv/shop/releases", False),
+    ("/srv/shop", "/srv/shop/releases", False),
+    ("/srv/shop/releases/r1/x", "/srv/shop/releases", False),
+    ("/srv/shop/releases/../releases/r1", "/srv/shop/releases", False),
+    ("/srv/shop/releases/r1", "/srv/shop/../shop/releases", False),
+    ("/srv/shop/releases/r1\n", "/srv/shop/releases", False),
+    ("/srv/shop/releases/r%i", "/srv/shop/releases", False),
+    ("/srv/other/releases/r1", "/srv/shop/releases", False),
+    ("/srv/shop/releasesX/r1", "/srv/shop/releases", False),
+    ("srv/shop/releases/r1", "srv/shop/releases", False),
+    (None, "/srv/shop/releases", False),
+    ("/srv/shop/releases/r1", None, False),
+])
+def test_child_of(value, parent, ok):
+    assert inputs.is_child_of(value, parent) is ok
+
+
 @pytest.mark.parametrize("value, ok", cases(
     ["shop", "_x", "Shop2"], ["", "shop\n", "shop-site", "shop.site", "2shop", None]))
 def test_python_identifier(value, ok):

@@ -9,12 +9,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[4]
 try:
-    from ansible_collections.webstack.django.plugins.test.inputs import TestModule
+    from ansible_collections.webstack.django.plugins.test.inputs import TestModule as InputTests
 except ImportError:  # run from the checkout: the collection is linked at .collections/ (make venv)
     sys.path.insert(0, str(ROOT / ".collections"))
-    from ansible_collections.webstack.django.plugins.test.inputs import TestModule
+    from ansible_collections.webstack.django.plugins.test.inputs import TestModule as InputTests
 
-TESTS = TestModule().tests()
+TESTS = InputTests().tests()
 NAMES = sorted(TESTS)
 
 
@@ -57,6 +57,9 @@ CASES = [
     ("safe_path", "/srv/..", False),
     ("safe_path", "/srv/.", False),
     ("safe_path", "/srv/%h", False),
+    ("child_of", "/srv/shop/releases/r1", True),
+    ("child_of", "/srv/shop/releases/..", False),
+    ("child_of", "/srv/shop/releases/.", False),
     ("relative_path", "media", True),
     ("relative_path", "../media", False),
     ("system_dir", "/", True),
@@ -87,4 +90,5 @@ def test_the_cases_cover_every_test():
 
 @pytest.mark.parametrize("name, value, expected", CASES, ids=[f"{n}-{v!r}" for n, v, _ in CASES])
 def test_plugin_test(name, value, expected):
-    assert TESTS[name](value) is expected
+    args = ("/srv/shop/releases",) if name == "child_of" else ()
+    assert TESTS[name](value, *args) is expected
