@@ -8,7 +8,9 @@ touched; the last play writes the results to a JSON file in pytest's tmp_path.
 The cases are the issue's (release ids '..', '.', 'r1\\n', env key 'A\\n', a newline in a path or in a
 webstack_django_environment value) and their neighbours; each role also gets a case with good values that must
 pass, so an allowlist that refuses everything fails here too. The unit template is rendered once to check that
-'%' in a webstack_django_environment value is escaped.
+'%' in a webstack_django_environment value is escaped. The release build's guard (the first task of build.yml,
+before it removes a half-built release directory) is given release directories that are not right below the
+releases root, under pytest's tmp_path, with files that must still be there afterwards.
 """
 
 from __future__ import annotations
@@ -157,6 +159,10 @@ CASES = [
     ("deploy-app-reserved", "_deploy", {"webstack_django_app": "systemd"}, "webstack_django_app must match"),
 ]
 
+# Release ids whose directory <base>/releases/<id> the build's guard must refuse before it removes anything.
+BUILD_GUARD_IDS = {"build-guard-dotdot": "..", "build-guard-dot": ".", "build-guard-empty": "",
+                   "build-guard-deeper": "r1/..", "build-guard-up": "../../x"}
+
 UNIT_TEMPLATE = ROOT / "roles" / "_appserver" / "templates" / "appserver.service.j2"
 # What the unit template needs besides the role's options (set by the server roles).
 UNIT_VARS = {
@@ -216,8 +222,44 @@ def unit_play(name, environment):
     }
 
 
+def build_guard_play(case_id, base, release_id):
+    """Run build.yml with a release directory the guard must refuse (set as main.yml would set it)."""
+    return {
+        "name": case_id,
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "vars": {**RELEASE, "webstack_django_base_dir": str(base), "webstack_release_id": "",
+                 "__release_dir": f"{base}/releases/{release_id}", "__release": {"id": release_id, "tarball": ""}},
+        "tasks": [{
+            "name": "Case",
+            "block": [
+                {"name": "Build", "ansible.builtin.include_role": {"name": "webstack.django.release",
+                                                                    "tasks_from": "build"}},
+                {"name": "Passed", "ansible.builtin.set_fact": {
+                    "__case_results": "{{ __case_results | default({}) | combine({%r: {'failed': false}}) }}"
+                                      % case_id}},
+            ],
+            "rescue": [{"name": "Failed", "ansible.builtin.set_fact": {
+                "__case_results": "{{ __case_results | default({}) | combine({%r: {'failed': true, "
+                                  "'msg': ansible_failed_result.msg | default(''), "
+                                  "'task': ansible_failed_task.name | default('')}}) }}" % case_id}}],
+        }],
+    }
+
+
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def base_dir(tmp_path_factory):
+    """An app's base directory with a release and shared media: nothing in it may go."""
+    base = tmp_path_factory.mktemp("bad_input_base") / "shop"
+    for path in ("releases/r1/manage.py", "shared/media/upload.txt", "keep.txt"):
+        (base / path).parent.mkdir(parents=True, exist_ok=True)
+        (base / path).write_text("keep\n")
+    return base
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, base_dir):
     if not (COLLECTION / "galaxy.yml").exists():
         pytest.skip("the collection is not linked at .collections/ (make venv)")
     playbook_bin = BIN / "ansible-playbook"
@@ -229,6 +271,7 @@ def results(tmp_path_factory):
     work = tmp_path_factory.mktemp("bad_input")
     out = work / "results.json"
     plays = [case_play(case_id, role, options) for case_id, role, options, _ in CASES]
+    plays += [build_guard_play(case_id, base_dir, release_id) for case_id, release_id in BUILD_GUARD_IDS.items()]
     plays.append(unit_play("unit-percent", {"GREETING": "100% sure %h", "WORKERS": 4}))
     plays.append(unit_play("unit-newline", {"GREETING": "hi\nExecStartPre=+/bin/sh -c id"}))
     plays.append({
@@ -275,3 +318,13 @@ def test_unit_template_refuses_a_newline_in_an_environment_value(results):
     assert result["failed"]
     assert "systemd_escape_value" in result["msg"]
     assert "ExecStartPre" not in result["msg"]
+
+
+@pytest.mark.parametrize("case_id", sorted(BUILD_GUARD_IDS))
+def test_release_build_refuses_a_directory_not_right_below_releases(results, base_dir, case_id):
+    result = results[case_id]
+    assert result["failed"], "build.yml went on with release id %r" % BUILD_GUARD_IDS[case_id]
+    assert result["task"].startswith("Refuse to build"), result
+    assert "webstack_release_id" in result["msg"], result["msg"]
+    for path in ("releases/r1/manage.py", "shared/media/upload.txt", "keep.txt"):
+        assert (base_dir / path).read_text() == "keep\n", path
