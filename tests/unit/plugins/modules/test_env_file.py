@@ -109,6 +109,16 @@ def run_main(capsys, args, check_mode=False, diff=False):
 
 
 @pytest.fixture(autouse=True)
+def module_runs_on_a_managed_host(monkeypatch):
+    """Once any test of the session imports controller code (a filter plugin, ansible.errors), ansible-core marks the
+    process as the controller and module warnings go to the display instead of the result; the module runs on a
+    managed host."""
+    from ansible.module_utils import _internal
+
+    monkeypatch.setattr(_internal, "is_controller", False)
+
+
+@pytest.fixture(autouse=True)
 def directory_owner_is_current_user(monkeypatch):
     """The module gives the parent directory to root; as another user it can only give it to that user."""
     monkeypatch.setattr(ef, "DIRECTORY_OWNER", USER)
