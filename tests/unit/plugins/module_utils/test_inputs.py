@@ -94,8 +94,7 @@ def test_system_dir(value, ok):
 
 @pytest.mark.parametrize("value, ok", cases(
     OWN,
-    [v for v in SYSTEM if v not in ("/srv/shop/../../etc",)] + ["/srv/shop/../../etc", "/var/lib/x\n",
-                                                                 "/var/lib/shop%", "/var/lib/sh op"]))
+    SYSTEM + ["/var/lib/x\n", "/var/lib/shop%", "/var/lib/sh op"]))
 def test_writable_path(value, ok):
     assert inputs.is_writable_path(value) is ok
 

@@ -85,10 +85,10 @@ CASES = [
 
 
 def test_the_cases_cover_every_test():
-    assert {name for name, _, _ in CASES} == set(TESTS)
+    assert {case[0] for case in CASES} == set(TESTS)
 
 
-@pytest.mark.parametrize("name, value, expected", CASES, ids=[f"{n}-{v!r}" for n, v, _ in CASES])
+@pytest.mark.parametrize("name, value, expected", CASES, ids=[f"{case[0]}-{case[1]!r}" for case in CASES])
 def test_plugin_test(name, value, expected):
     args = ("/srv/shop/releases",) if name == "child_of" else ()
     assert TESTS[name](value, *args) is expected
