@@ -21,8 +21,8 @@ description:
     first and reloads systemd after.
   - O(action=check) tells whether the files on disk are those kept under O(name).
   - O(action=prune) removes the kept copies not named in O(keep).
-  - Kept copies hold the environment file: the store is root-only (0700, files 0600). Nothing of the files'
-    content is returned.
+  - Kept copies hold the environment file, so the store is root-only (0700, files 0600). Nothing of the
+    files' content is returned.
 author:
   - webstack.django maintainers (!UNKNOWN)
 options:
@@ -151,8 +151,8 @@ def digest(root, paths):
     summer = hashlib.sha256()
     for path in paths:
         st = os.lstat(path)
-        summer.update(("%s %o %d %d\n" % (os.path.relpath(path, root), st.st_mode & 0o7777, st.st_uid,
-                                           st.st_gid)).encode())
+        line = "%s %o %d %d\n" % (os.path.relpath(path, root), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        summer.update(line.encode())
         with open(path, "rb") as handle:
             summer.update(hashlib.sha256(handle.read()).digest())
     return summer.hexdigest()

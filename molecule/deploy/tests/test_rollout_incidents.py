@@ -299,3 +299,54 @@ def test_27_dangerous_input_is_refused_before_any_change(hosts, case, extra, opt
     for name in WEB:
         assert run.changed(name) == 0, run.recap
         assert hosts[name].check_output(FOOTPRINT) == before[name], f"{name} changed after a refused run ({case})"
+
+
+def test_28_maintenance_during_a_deploy_is_refused_and_the_deploy_ends_consistent(hosts):
+    """maintenance takes the deploy lock: while a deploy runs it is refused, and the deploy ends with nginx, the
+    state and the units in agreement."""
+    proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r8"))
+    deadline = time.monotonic() + 180
+    while not all(hosts[name].file("/var/lib/webstack/demo.lock").exists for name in WEB):
+        assert proc.poll() is None and time.monotonic() < deadline, "the deploy never took its lock"
+        time.sleep(0.2)
+    refused = playbook("maintenance", webstack_maintenance="on")
+    output, _ = proc.communicate(timeout=900)
+    assert refused.rc != 0 and "Another run is deploying" in refused.output, refused
+    assert proc.returncode == 0, output[-6000:]
+    now = serving(hosts)
+    for name in WEB:
+        st = state(hosts[name])
+        assert not st.get("maintenance", False) and "pending" not in st
+        assert get_status(name, "/") == 200
+        routed = hosts[name].check_output("grep -c 'unix:/run/demo/%s-' /etc/nginx/webstack/demo.upstream.conf"
+                                          % now[name][2])
+        assert int(routed) >= 1
+        for unit in st["active"]["units"]:
+            assert hosts[name].service(unit).is_running
+
+
+def test_29_an_env_file_edited_by_hand_goes_to_the_idle_slot_not_into_the_live_one(hosts):
+    """The live slot's env file changed outside the role: the next deploy notices, writes the environment into the
+    idle slot and switches to it; the live slot is never restarted in place."""
+    before = serving(hosts)
+    web1 = hosts[WEB[0]]
+    live = before[WEB[0]][2]
+    unit = state(web1)["active"]["units"][0]
+    since = web1.check_output("date +%s")
+    web1.run_expect([0], f"echo 'EDITED_BY_HAND=1' >> /etc/demo/{live}.env")
+    run, results = under_load("deploy", webstack_release_source=str(RELEASES / "r8"))
+    assert run.rc == 0, run
+    no_failed_requests(results, "deploy after a hand edit of the live env file")
+    now = serving(hosts)
+    assert now[WEB[0]][0] == before[WEB[0]][0] and now[WEB[0]][2] != live  # same release, the other slot
+    assert "EDITED_BY_HAND" not in env_of(web1, now[WEB[0]][2])
+    assert now[WEB[1]] == before[WEB[1]]  # nothing changed there
+    # The old live unit was stopped after the switch, never started (restarted) during the deploy.
+    journal = web1.check_output(f"journalctl --no-pager -o cat -u {unit} --since=@{since}")
+    assert "Stopped" in journal and "Started" not in journal, journal
+
+
+def get_status(host: str, path: str) -> int:
+    from conftest import get
+
+    return get(host, path)[0].status

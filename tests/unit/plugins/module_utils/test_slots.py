@@ -52,7 +52,7 @@ def test_commit_in_the_same_slot_keeps_the_previous_one():
 def test_history_is_bounded():
     state = slots.empty_state("demo")
     for i in range(30):
-        state, _ = slots.commit(state, dict(BLUE_R1 if i % 2 else GREEN_R2, signature=str(i)), "deploy", str(i))
+        state = slots.commit(state, dict(BLUE_R1 if i % 2 else GREEN_R2, signature=str(i)), "deploy", str(i))[0]
     assert len(state["history"]) == slots.HISTORY_LENGTH
 
 
@@ -105,7 +105,7 @@ def test_rollback_target(release, expected, refused):
 
 def test_rollback_after_a_rollback_has_nothing_to_do():
     state = deployed(BLUE_R1, GREEN_R2)
-    state, _ = slots.commit(state, BLUE_R1, "rollback", "t3", {"rolled_back_from": "r2"})
+    state = slots.commit(state, BLUE_R1, "rollback", "t3", {"rolled_back_from": "r2"})[0]
     assert slots.rollback_target(state) == ({}, "")
     assert slots.rollback_target(state, "r2")[0]["release"] == "r2"
 
