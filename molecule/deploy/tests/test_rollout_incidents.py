@@ -77,6 +77,13 @@ def serving(hosts) -> dict:
     return out
 
 
+def slot_files_sum(host, slot: str) -> str:
+    """A checksum of what a slot runs with: its unit files, server configuration and env file (mode and owner too)."""
+    return host.check_output(
+        f"cd / && for f in etc/systemd/system/demo-{slot}-* etc/demo/{slot}-* etc/demo/{slot}.env; do "
+        f"[ -f \"$f\" ] && stat -c '%n %a %U %G' \"$f\" && cat \"$f\"; done | sha256sum")
+
+
 def words(text: str) -> str:
     """Output with Ansible's line wrapping undone (warnings are wrapped to the terminal width)."""
     return " ".join(text.split())
@@ -171,14 +178,15 @@ def test_23_the_hotfix_incident_rolls_back_to_the_release_before(hosts):
     before = serving(hosts)
     previous = {name: state(hosts[name])["previous"] for name in WEB}
     previous_env = {name: env_of(hosts[name], previous[name]["slot"]) for name in WEB}
+    files_of = {name: slot_files_sum(hosts[name], previous[name]["slot"]) for name in WEB}
     run = playbook("deploy", webstack_release_source=str(RELEASES / "r5"), webstack_deploy_server="daphne",
                    webstack_django_environment={"HOTFIX": "r5"}, webstack_django_probe_retries=3)
     assert run.rc != 0, run
     assert serving(hosts) == before
-    for name in WEB:
+    for name in WEB:  # the failed deploy rewrote the previous slot's units and environment
         slot = previous[name]["slot"]
-        units = hosts[name].check_output(f"ls /etc/systemd/system/ | grep '^demo-{slot}-' || true")
-        assert "daphne" in units and "gunicorn" not in units, units  # the failed deploy rewrote the slot
+        assert slot_files_sum(hosts[name], slot) != files_of[name]
+        assert "HOTFIX=r5" in hosts[name].check_output(f"cat /etc/systemd/system/demo-{slot}-daphne@.service")
     run, results = under_load("rollback")
     assert run.rc == 0, run
     no_failed_requests(results, "rollback after a failed hotfix")
@@ -186,6 +194,7 @@ def test_23_the_hotfix_incident_rolls_back_to_the_release_before(hosts):
     for name in WEB:
         assert now[name] == (SEEN["git1"], "gunicorn-sync", previous[name]["slot"]), now
         assert env_of(hosts[name], previous[name]["slot"]) == previous_env[name]
+        assert slot_files_sum(hosts[name], previous[name]["slot"]) == files_of[name]
         assert "HOTFIX" not in hosts[name].check_output(f"systemctl cat demo-{previous[name]['slot']}-gunicorn.service")
 
 
