@@ -72,6 +72,14 @@ options:
   maintenance:
     description: The maintenance choice for O(action=maintenance).
     type: bool
+  nginx_reload:
+    description:
+      - When the state records a switch that a killed run left unfinished, check nginx's configuration
+        (C(nginx -t)) and reload nginx before reconciling, so that nginx serves what its include file names (a run
+        killed between writing the file and the reload leaves them apart). A configuration nginx refuses fails the
+        module and changes nothing. Only with O(action=read); not with O(write=false) or in check mode.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -192,6 +200,7 @@ def main():
             event=dict(type="str", default="deploy"),
             extra=dict(type="dict", default={}),
             maintenance=dict(type="bool"),
+            nginx_reload=dict(type="bool", default=True),
         ),
         required_if=[("action", "intend", ["slot"]), ("action", "commit", ["slot"]),
                      ("action", "maintenance", ["maintenance"])],
@@ -199,14 +208,30 @@ def main():
     )
     p = module.params
     messages = []
-    routed = slots.routed_slot(atomic.read_text(p["upstream_file"]), p["runtime_dir"])
     on_disk = atomic.read_text(p["path"])
+    peek, _ = load(p["path"], None, p["store"], [])
+    writes = (p["action"] != "read" or p["write"]) and not module.check_mode
+    if peek.get("pending") and writes and p["nginx_reload"] and p["action"] == "read":
+        # A killed run may have written nginx's include and never reloaded: make nginx serve what the file says.
+        rc, out, err = module.run_command(["nginx", "-t"])
+        if rc != 0:
+            module.fail_json(msg="A run was killed in the middle of a switch, and nginx refuses its configuration "
+                                 "now; nothing was changed. nginx -t: %s" % (err or out).strip())
+        rc, out, err = module.run_command(["systemctl", "reload", "nginx"])
+        if rc != 0:
+            module.fail_json(msg="systemctl reload nginx failed: %s" % (err or out).strip())
+        messages.append("nginx reloaded: a run was killed in the middle of a switch")
+    elif peek.get("pending") and p["action"] == "read":
+        messages.append("a switch was left unfinished by a killed run; nginx may not have loaded the include file "
+                        "this reads yet (the next deploy or rollback reloads it)")
+    routed = slots.routed_slot(atomic.read_text(p["upstream_file"]), p["runtime_dir"])
     state, recovered = load(p["path"], routed, p["store"], messages)
     state["app"] = p["app"]
     at = now()
     state, notes = slots.reconcile(state, routed, at)
     messages.extend(notes)
     changed = recovered or bool(notes and any(not n.startswith("nginx routes to") for n in notes))
+    changed = changed or any(m.startswith("nginx reloaded") for m in messages)
 
     action = p["action"]
     if action == "intend":

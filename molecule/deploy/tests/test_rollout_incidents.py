@@ -220,7 +220,7 @@ def test_24_a_run_killed_between_the_switch_and_the_state_write_is_reconciled(ho
     before = serving(hosts)
     loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
     try:
-        proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r7"),
+        proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r8"),
                               webstack_deploy_public_health_url=url)
         deadline = time.monotonic() + 300
         while True:
@@ -240,7 +240,7 @@ def test_24_a_run_killed_between_the_switch_and_the_state_write_is_reconciled(ho
         status = playbook("status")
         assert status.rc == 0, status
         assert "interrupted after nginx switched" in words(status.output), status
-        run = playbook("deploy", webstack_release_source=str(RELEASES / "r7"), webstack_deploy_force_unlock=True)
+        run = playbook("deploy", webstack_release_source=str(RELEASES / "r8"), webstack_deploy_force_unlock=True)
         assert run.rc == 0, run
         now = serving(hosts)
         for name in WEB:
@@ -295,7 +295,7 @@ def test_26_check_mode_of_a_deploy_changes_nothing(hosts):
 def test_27_maintenance_during_a_deploy_is_refused_and_the_deploy_ends_consistent(hosts):
     """maintenance takes the deploy lock: while a deploy runs it is refused, and the deploy ends with nginx, the
     state and the units in agreement."""
-    proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r8"))
+    proc = start_playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
     deadline = time.monotonic() + 180
     while not all(hosts[name].file("/var/lib/webstack/demo.lock").exists for name in WEB):
         assert proc.poll() is None and time.monotonic() < deadline, "the deploy never took its lock"
@@ -325,7 +325,7 @@ def test_28_an_env_file_edited_by_hand_goes_to_the_idle_slot_not_into_the_live_o
     unit = state(web1)["active"]["units"][0]
     since = web1.check_output("date +%s")
     web1.run_expect([0], f"echo 'EDITED_BY_HAND=1' >> /etc/demo/{live}.env")
-    run, results = under_load("deploy", webstack_release_source=str(RELEASES / "r8"))
+    run, results = under_load("deploy", webstack_release_source=str(RELEASES / "r7"))
     assert run.rc == 0, run
     no_failed_requests(results, "deploy after a hand edit of the live env file")
     now = serving(hosts)
@@ -341,3 +341,36 @@ def get_status(host: str, path: str) -> int:
     from conftest import get
 
     return get(host, path)[0].status
+
+
+def test_29_the_migrate_host_is_chosen_among_the_hosts_whose_build_succeeded(hosts):
+    """web1 (the play's first host) fails its build (its pip points at an index that does not answer). web2 is
+    then the one that applies the new release's migration, once, and switches; web1 keeps serving its release.
+    Once web1's pip is repaired, the next deploy switches web1 too, with nothing left to migrate."""
+    r10 = RELEASES / "r10"
+    if not r10.exists():
+        shutil.copytree(RELEASES / "r4", r10)
+        (r10 / "pulse" / "migrations" / "0004_chosen_host.py").write_text(
+            "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+            "    dependencies = [(\"pulse\", \"0003_noop\")]\n"
+            "    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]\n")
+    web1, web2 = hosts[WEB[0]], hosts[WEB[1]]
+    before = serving(hosts)
+    web1.run_expect([0], "printf '[global]\\nindex-url = http://127.0.0.1:9/simple\\ntimeout = 2\\nretries = 0\\n'"
+                         " > /etc/pip.conf")
+    try:
+        run = playbook("deploy", webstack_release_source=str(r10))
+    finally:
+        web1.run_expect([0], "rm -f /etc/pip.conf")
+    assert run.rc != 0, run
+    assert run.recap[WEB[0]]["failed"] >= 1 and run.recap[WEB[1]]["failed"] == 0, run.recap
+    now = serving(hosts)
+    assert now[WEB[0]] == before[WEB[0]]
+    assert now[WEB[1]][0] != before[WEB[1]][0]
+    applied = hosts["db1"].check_output(
+        "runuser -u postgres -- psql -d demo -tAc \"select count(*) from django_migrations where name='0004_chosen_host'\"")
+    assert applied.strip() == "1"
+    assert "0004_chosen_host" in web2.file("/var/log/webstack-demo.log").content_string
+    again = playbook("deploy", webstack_release_source=str(r10))
+    assert again.rc == 0, again
+    assert {r for r, _, _ in serving(hosts).values()} == {now[WEB[1]][0]}

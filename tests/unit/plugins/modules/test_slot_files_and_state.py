@@ -61,7 +61,7 @@ def test_a_switch_killed_after_nginx_changed_is_completed_by_the_next_read(capsy
     run(deploy_state, capsys, state_args(host, action="commit", slot=BLUE))
     run(deploy_state, capsys, state_args(host, action="intend", slot=GREEN))
     route(host, "green")  # nginx switched, then the run was killed
-    code, result = run(deploy_state, capsys, state_args(host))
+    code, result = run(deploy_state, capsys, state_args(host, nginx_reload=False))
     assert result["state"]["active"]["release"] == "r2" and result["routed_slot"] == "green"
     assert result["changed"] and result["messages"]
     on_disk = json.loads((host / "facts" / "webstack_demo.fact").read_text())
@@ -183,3 +183,36 @@ def test_prune_keeps_the_named_copies(capsys, host, tmp_path):
 def test_bad_copy_names_are_refused(capsys, host, tmp_path, name):
     code, result = run(slot_files, capsys, files_args(tmp_path, host, "blue", name))
     assert code == 1
+
+
+def test_an_unfinished_switch_makes_nginx_load_its_include_before_the_reconcile(capsys, host, monkeypatch):
+    """A run killed between writing nginx's include and the reload: nginx -t, then a reload, then the reconcile."""
+    calls = []
+
+    def fake_run_command(self, args, **kwargs):
+        calls.append(args)
+        return (1, "", "unexpected [emerg] in demo.upstream.conf") if kwargs.get("_fail") else (0, "", "")
+
+    monkeypatch.setattr(deploy_state.AnsibleModule, "run_command", fake_run_command)
+    route(host, "blue")
+    run(deploy_state, capsys, state_args(host, action="commit", slot=BLUE))
+    run(deploy_state, capsys, state_args(host, action="intend", slot=GREEN))
+    assert calls == []  # only a read reloads
+    route(host, "green")
+    code, result = run(deploy_state, capsys, state_args(host))
+    assert calls == [["nginx", "-t"], ["systemctl", "reload", "nginx"]]
+    assert result["state"]["active"]["release"] == "r2" and result["changed"]
+    code, result = run(deploy_state, capsys, state_args(host))
+    assert len(calls) == 2  # nothing pending any more
+
+
+def test_an_unfinished_switch_with_a_configuration_nginx_refuses_changes_nothing(capsys, host, monkeypatch):
+    monkeypatch.setattr(deploy_state.AnsibleModule, "run_command",
+                        lambda self, args, **kwargs: (1, "", "[emerg] unexpected end of file"))
+    route(host, "blue")
+    run(deploy_state, capsys, state_args(host, action="commit", slot=BLUE))
+    run(deploy_state, capsys, state_args(host, action="intend", slot=GREEN))
+    before = (host / "facts" / "webstack_demo.fact").read_text()
+    code, result = run(deploy_state, capsys, state_args(host))
+    assert code == 1 and "nginx refuses" in result["msg"] and "unexpected end of file" in result["msg"]
+    assert (host / "facts" / "webstack_demo.fact").read_text() == before
