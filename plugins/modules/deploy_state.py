@@ -209,7 +209,7 @@ def main():
     p = module.params
     messages = []
     on_disk = atomic.read_text(p["path"])
-    peek, _ = load(p["path"], None, p["store"], [])
+    peek = load(p["path"], None, p["store"], [])[0]
     writes = (p["action"] != "read" or p["write"]) and not module.check_mode
     if peek.get("pending") and writes and p["nginx_reload"] and p["action"] == "read":
         # A killed run may have written nginx's include and never reloaded: make nginx serve what the file says.
