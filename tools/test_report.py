@@ -61,6 +61,13 @@ def render(sessions: list[dict]) -> str:
         lines.append(f"| {s['session']} | {len(s['tests'])} | {counts['passed']} | {counts['failed'] + counts['error']} "
                      f"| {counts['skipped']} | {seconds:.0f} s |")
     lines.append("")
+    measured = [(s["session"], t) for s in sessions for t in s["tests"] if t.get("measured")]
+    if measured:
+        lines += ["## Measured", "", "What tests printed as measured (`measured: ` lines), e.g. requests through nginx "
+                  "under load: failed of total.", ""]
+        for name, t in measured:
+            lines += [f"- {name}, {describe(t['nodeid'])[1]}: {line}" for line in t["measured"]]
+        lines.append("")
     for s in sessions:
         lines += [f"## {s['session']}", ""]
         by_file: dict[str, list[dict]] = defaultdict(list)

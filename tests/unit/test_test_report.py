@@ -42,7 +42,8 @@ def test_the_plugin_records_a_pytest_session(tmp_path):
         "import pytest\n\n"
         "def test_one():\n    '''It works.'''\n\n"
         "@pytest.mark.parametrize('x', [1, 2])\ndef test_two(x):\n    assert x == 1\n\n"
-        "@pytest.mark.skip(reason='not here')\ndef test_three():\n    pass\n")
+        "@pytest.mark.skip(reason='not here')\ndef test_three():\n    pass\n\n"
+        "def test_four():\n    print('noise')\n    print('measured: deploy web1: 0 failed of 1234')\n")
     report_dir = tmp_path / "report"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "tools" / "pytest_plugins"),
            "PYTEST_PLUGINS": "webstack_report", "WEBSTACK_REPORT_DIR": str(report_dir)}
@@ -50,6 +51,11 @@ def test_the_plugin_records_a_pytest_session(tmp_path):
                    cwd=tmp_path, env=env, capture_output=True, check=False)
     [data] = [json.loads(p.read_text()) for p in report_dir.glob("*.json")]
     outcomes = {t["nodeid"].split("::")[1]: t["outcome"] for t in data["tests"]}
-    assert outcomes == {"test_one": "passed", "test_two[1]": "passed", "test_two[2]": "failed", "test_three": "skipped"}
+    assert outcomes == {"test_one": "passed", "test_two[1]": "passed", "test_two[2]": "failed", "test_three": "skipped",
+                        "test_four": "passed"}
+    assert [t.get("measured") for t in data["tests"] if t["nodeid"].endswith("test_four")] == [
+        ["deploy web1: 0 failed of 1234"]]
     assert [t["doc"] for t in data["tests"] if t["nodeid"].endswith("test_one")] == ["It works."]
-    assert data["collected"] == 4
+    assert data["collected"] == 5
+    text = test_report.render([data])
+    assert "## Measured" in text and "four: deploy web1: 0 failed of 1234" in text

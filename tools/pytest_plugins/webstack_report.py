@@ -4,8 +4,9 @@ Loaded into every pytest session of `make test` (unit tests, the demo app's test
 the lab's tests and each molecule scenario's testinfra run) through PYTEST_PLUGINS.
 When WEBSTACK_REPORT_DIR is set, each session writes one JSON file there: its
 name (the molecule scenario, or the directory pytest ran in), and per test its
-node id, docstring, outcome and duration. tools/test_report.py turns the files
-into markdown.
+node id, docstring, outcome and duration, and the lines it printed that start with
+"measured: " (numbers such as the failed/total requests of a load). tools/test_report.py
+turns the files into markdown.
 """
 
 from __future__ import annotations
@@ -40,9 +41,18 @@ def pytest_collection_modifyitems(session, config, items):
         _DOCS[item.nodeid] = " ".join(doc.strip().split("\n\n")[0].split())
 
 
+# A test prints a line starting with this to have it in the report (e.g. the failed/total of a load).
+MEASURED = "measured: "
+
+
 def pytest_runtest_logreport(report):
     entry = _RESULTS.setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed", "duration": 0.0})
     entry["duration"] += report.duration
+    # Later phases' reports repeat what earlier ones captured: read the call's only.
+    output = report.capstdout if report.when == "call" else ""
+    measured = [line[len(MEASURED):].strip() for line in (output or "").splitlines() if line.startswith(MEASURED)]
+    if measured:
+        entry.setdefault("measured", []).extend(measured)
     if report.failed:
         entry["outcome"] = "error" if report.when != "call" else "failed"
     elif report.skipped and entry["outcome"] == "passed":

@@ -114,3 +114,10 @@ def hosts():
 def state(host) -> dict:
     """The deploy state file of the demo app on a testinfra host."""
     return json.loads(host.file("/etc/ansible/facts.d/webstack_demo.fact").content_string)
+
+
+def measured(step: str, results: dict) -> None:
+    """Print each host's load result as a "measured:" line (the test report lists them)."""
+    for host, result in results.items():
+        print(f"measured: {step}, {host}: {result['failed']} failed of {result['total']} requests through nginx "
+              f"(p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms)")

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import (INVENTORIES, PROJECT, RELEASES, SITE, WEB, Load, Run, WebSocket, address, get, health,
-                      playbook, start_playbook, state)
+                      measured, playbook, start_playbook, state)
 
 R2 = str(RELEASES / "r2")
 SEEN: dict[str, str] = {}
@@ -304,6 +304,7 @@ def test_13_no_failed_request_under_load(hosts, step, name, extra, kind, slot):
     assert run.rc == 0, run
     serving(hosts, kind, slot)
     after = {health(host)["release"] + "/" + health(host)["server"] for host in WEB}
+    measured(step, results)
     for host, result in results.items():
         print(step, host, {k: v for k, v in result.items() if k != "timeline"})
         assert result["total"] > 100, (step, host, result["total"])
@@ -378,6 +379,7 @@ def test_17_an_interrupted_deploy_leaves_the_site_serving_and_a_stale_lock_the_n
     proc.wait(timeout=30)
     time.sleep(2)
     results = {host: load.stop().summary() for host, load in zip(WEB, loads)}
+    measured("deploy killed during its build", results)
     for host, result in results.items():
         assert result["total"] > 20 and result["failed"] == 0, (host, result["by_status"], result["errors"])
     assert serving_now(hosts) == before
@@ -445,6 +447,7 @@ def test_19_a_socket_path_taken_by_something_else(hosts):
         loads = [Load(address(host), SITE, clients=2, duration=600).start() for host in WEB]
         run = playbook("deploy", webstack_release_source=str(RELEASES / "r7"))
         results = {host: load.stop().summary() for host, load in zip(WEB, loads)}
+        measured("socket path taken (web1 stray server, web2 directory)", results)
         assert run.rc != 0, run
         assert f"{sock} (directory) is not a socket" in run.output, run
         for host, result in results.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import RELEASES, SCENARIO, SITE, WEB, Load, address, health, playbook, start_playbook, state
+from conftest import RELEASES, SCENARIO, SITE, WEB, Load, address, health, measured, playbook, start_playbook, state
 from test_rollout import FOOTPRINT, lab
 
 ENV_VALUES = yaml.safe_load((SCENARIO / "inventory" / "group_vars" / "webservers.yml").read_text())[
@@ -59,8 +59,8 @@ def under_load(name: str, *args: str, **extra):
 
 
 def no_failed_requests(results: dict, step: str) -> None:
+    measured(step, results)
     for host, result in results.items():
-        print(step, host, {k: v for k, v in result.items() if k not in ("timeline",)})
         assert result["total"] > 20, (step, host, result["total"])
         assert result["failed"] == 0, (step, host, result["by_status"], result["errors"])
 
