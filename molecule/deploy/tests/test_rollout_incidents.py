@@ -77,6 +77,18 @@ def serving(hosts) -> dict:
     return out
 
 
+def release_with_migration(name: str, migration: str) -> Path:
+    """A release on the controller: r4 and one more (no-op) migration of the pulse app."""
+    path = RELEASES / name
+    if not path.exists():
+        shutil.copytree(RELEASES / "r4", path)
+        (path / "pulse" / "migrations" / f"{migration}.py").write_text(
+            "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+            "    dependencies = [(\"pulse\", \"0003_noop\")]\n"
+            "    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]\n")
+    return path
+
+
 def slot_files_sum(host, slot: str) -> str:
     """A checksum of what a slot runs with: its unit files, server configuration and env file (mode and owner too)."""
     return host.check_output(
@@ -276,13 +288,7 @@ def test_25_a_torn_state_file_is_recovered(hosts):
 def test_26_check_mode_of_a_deploy_changes_nothing(hosts):
     """--check with a release that has an unapplied migration: nothing changes on the hosts or in the database,
     and the run says what it would apply."""
-    r9 = RELEASES / "r9"
-    if not r9.exists():
-        shutil.copytree(RELEASES / "r4", r9)
-        (r9 / "pulse" / "migrations" / "0004_check_mode.py").write_text(
-            "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
-            "    dependencies = [(\"pulse\", \"0003_noop\")]\n"
-            "    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]\n")
+    r9 = release_with_migration("r9", "0004_check_mode")
     before = {name: hosts[name].check_output(FOOTPRINT) for name in WEB}
     run = playbook("deploy", "--check", webstack_release_source=str(r9))
     for name in WEB:
@@ -347,13 +353,7 @@ def test_29_the_migrate_host_is_chosen_among_the_hosts_whose_build_succeeded(hos
     """web1 (the play's first host) fails its build (its pip points at an index that does not answer). web2 is
     then the one that applies the new release's migration, once, and switches; web1 keeps serving its release.
     Once web1's pip is repaired, the next deploy switches web1 too, with nothing left to migrate."""
-    r10 = RELEASES / "r10"
-    if not r10.exists():
-        shutil.copytree(RELEASES / "r4", r10)
-        (r10 / "pulse" / "migrations" / "0004_chosen_host.py").write_text(
-            "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
-            "    dependencies = [(\"pulse\", \"0003_noop\")]\n"
-            "    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]\n")
+    r10 = release_with_migration("r10", "0004_chosen_host")
     web1, web2 = hosts[WEB[0]], hosts[WEB[1]]
     before = serving(hosts)
     web1.run_expect([0], "printf '[global]\\nindex-url = http://127.0.0.1:9/simple\\ntimeout = 2\\nretries = 0\\n'"
