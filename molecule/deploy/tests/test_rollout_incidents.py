@@ -132,6 +132,8 @@ def test_21_two_deploys_from_a_git_repository_under_load(hosts):
         assert "pending" not in st
         releases = hosts[name].check_output("ls /srv/demo/releases").split()
         assert SEEN["git1"] in releases and SEEN["git2"] in releases
+    # What git1's slot went live with (test_23 checks that the rollback puts exactly this back).
+    SEEN["git1 files"] = {name: slot_files_sum(hosts[name], state(hosts[name])["previous"]["slot"]) for name in WEB}
 
 
 def test_22_a_bad_env_value_never_reaches_the_live_slot(hosts):
@@ -184,13 +186,13 @@ def test_22_a_bad_env_value_never_reaches_the_live_slot(hosts):
 
 
 def test_23_the_hotfix_incident_rolls_back_to_the_release_before(hosts):
-    """git2 is active (uvicorn), git1 previous (gunicorn). The hotfix (r5, on daphne) fails its probe in git1's
-    slot, which it rewrote (daphne units, its own environment). Rollback, under load, serves git1 again on
-    gunicorn with git1's environment: the slot's files are put back as they went live."""
+    """git2 is active (uvicorn), git1 previous (gunicorn). test_22's failed deploy wrote a wrong DB password into
+    git1's slot; the hotfix (r5, on daphne) then fails its probe in that slot too, rewriting its units and
+    environment. Rollback, under load, serves git1 again on gunicorn with git1's environment: the slot's files are
+    put back exactly as they went live."""
     before = serving(hosts)
     previous = {name: state(hosts[name])["previous"] for name in WEB}
-    previous_env = {name: env_of(hosts[name], previous[name]["slot"]) for name in WEB}
-    files_of = {name: slot_files_sum(hosts[name], previous[name]["slot"]) for name in WEB}
+    files_of = SEEN["git1 files"]
     run = playbook("deploy", webstack_release_source=str(RELEASES / "r5"), webstack_deploy_server="daphne",
                    webstack_django_environment={"HOTFIX": "r5"}, webstack_django_probe_retries=3)
     assert run.rc != 0, run
@@ -205,7 +207,8 @@ def test_23_the_hotfix_incident_rolls_back_to_the_release_before(hosts):
     now = serving(hosts)
     for name in WEB:
         assert now[name] == (SEEN["git1"], "gunicorn-sync", previous[name]["slot"]), now
-        assert env_of(hosts[name], previous[name]["slot"]) == previous_env[name]
+        env = env_of(hosts[name], previous[name]["slot"])
+        assert GOOD_DB_PASSWORD in env and "wrong-password-on-purpose" not in env
         assert slot_files_sum(hosts[name], previous[name]["slot"]) == files_of[name]
         assert "HOTFIX" not in hosts[name].check_output(f"systemctl cat demo-{previous[name]['slot']}-gunicorn.service")
 
