@@ -158,31 +158,26 @@ def descriptions(store):
     return found
 
 
-def load(path, routed, store, messages):
-    """The state on disk, recovered when unusable. Returns (state, recovered)."""
-    text = atomic.read_text(path)
+def parse(text):
+    """(state, error) of the state file's text: an empty state when there is no file, None and the error when the
+    text is not a usable state."""
     if text is None:
-        return slots.empty_state(), False
+        return slots.empty_state(), None
     try:
-        return slots.loads(text), False
+        return slots.loads(text), None
     except slots.StateError as exc:
-        state, how = slots.recover(atomic.read_text(path + ".bak"), routed, descriptions(store))
-        messages.append("%s: %s; %s" % (path, exc, how))
-        return state, True
+        return None, exc
 
 
-def save(module, path, state, previous_text):
+def save(module, path, state, last_good):
+    """Write the state; ``last_good`` (the file's text when it was a usable state) becomes the backup."""
     if module.check_mode:
         return
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    if previous_text:
-        try:
-            slots.loads(previous_text)
-            atomic.write_atomic(path + ".bak", previous_text, mode=0o644)
-        except slots.StateError:
-            pass
+    if last_good:
+        atomic.write_atomic(path + ".bak", last_good, mode=0o644)
     atomic.write_atomic(path, slots.dumps(state), mode=0o644)
 
 
@@ -209,9 +204,13 @@ def main():
     p = module.params
     messages = []
     on_disk = atomic.read_text(p["path"])
-    peek = load(p["path"], None, p["store"], [])[0]
-    writes = (p["action"] != "read" or p["write"]) and not module.check_mode
-    if peek.get("pending") and writes and p["nginx_reload"] and p["action"] == "read":
+    state, broken = parse(on_disk)
+    backup = atomic.read_text(p["path"] + ".bak") if broken else None
+    # An unusable file's last good copy tells whether a switch was left unfinished.
+    pending = (state if state is not None else (parse(backup)[0] or {})).get("pending")
+    reading = p["action"] == "read"
+    reloaded = False
+    if pending and reading and p["write"] and p["nginx_reload"] and not module.check_mode:
         # A killed run may have written nginx's include and never reloaded: make nginx serve what the file says.
         rc, out, err = module.run_command(["nginx", "-t"])
         if rc != 0:
@@ -220,18 +219,21 @@ def main():
         rc, out, err = module.run_command(["systemctl", "reload", "nginx"])
         if rc != 0:
             module.fail_json(msg="systemctl reload nginx failed: %s" % (err or out).strip())
+        reloaded = True
         messages.append("nginx reloaded: a run was killed in the middle of a switch")
-    elif peek.get("pending") and p["action"] == "read":
+    elif pending and reading:
         messages.append("a switch was left unfinished by a killed run; nginx may not have loaded the include file "
                         "this reads yet (the next deploy or rollback reloads it)")
     routed = slots.routed_slot(atomic.read_text(p["upstream_file"]), p["runtime_dir"])
-    state, recovered = load(p["path"], routed, p["store"], messages)
+    if broken:
+        state, how = slots.recover(backup, routed, descriptions(p["store"]))
+        messages.append("%s: %s; %s" % (p["path"], broken, how))
     state["app"] = p["app"]
     at = now()
-    state, notes = slots.reconcile(state, routed, at)
+    reconciled, notes = slots.reconcile(state, routed, at)
     messages.extend(notes)
-    changed = recovered or bool(notes and any(not n.startswith("nginx routes to") for n in notes))
-    changed = changed or any(m.startswith("nginx reloaded") for m in messages)
+    changed = bool(broken) or reloaded or reconciled != state
+    state = reconciled
 
     action = p["action"]
     if action == "intend":
@@ -250,7 +252,7 @@ def main():
 
     wrote = changed and (action != "read" or p["write"])
     if wrote:
-        save(module, p["path"], state, on_disk)
+        save(module, p["path"], state, None if broken else on_disk)
     for message in messages:
         module.warn(message)
     module.exit_json(changed=wrote, state=state, routed_slot=routed or "", messages=messages)
